@@ -1,0 +1,302 @@
+//! quench's configuration file (TOML). The `[policy]` table is not interpreted here: it is
+//! handed to the policy component as text, which validates it (so a swapped-in policy brings
+//! its own settings). Every other table belongs to the host.
+
+use crate::sandbox::{FailAction, SandboxLimits};
+use anyhow::{Context, Result, bail};
+use quench_store::RedisOptions;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuenchConfig {
+    /// Settings for the policy component, passed through as TOML text.
+    pub policy: toml::Table,
+    /// Sandbox limits and the fail action.
+    pub sandbox: SandboxLimits,
+    /// `quench serve`: listeners, data directory, connection limits.
+    pub serve: ServeConfig,
+    /// The admin API: tokens and their roles.
+    pub admin: crate::admin::AdminConfig,
+    /// Alert delivery: which alerts go where, and daily notification limits.
+    pub alerts: crate::alerts::AlertsConfig,
+    /// Where state lives: the embedded store, or a Redis shared by a fleet of hosts.
+    pub store: StoreConfig,
+}
+
+/// Which state store `quench serve` uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreBackend {
+    /// A durable file in the data directory (`data_dir/state`): no server to run, exact limits
+    /// for one host.
+    #[default]
+    Embedded,
+    /// A Redis server shared by every host of a fleet, so limits hold across all of them.
+    Redis,
+}
+
+/// The `[store]` table. The Redis keys (`url` to `contention_timeout_ms`) are only accepted
+/// with `backend = "redis"`: set on the embedded store they would be silently ignored, and a
+/// host that an operator believes shares state with its fleet would count alone.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `"embedded"` (the default: a single host needs no server, and nothing is lost to a
+    /// network hop) or `"redis"` (fleet mode).
+    pub backend: StoreBackend,
+    /// `redis://[user:password@]host:port/db` or `redis+unix:///path`. Default
+    /// `redis://127.0.0.1:6379/0`, Redis's own default address, so a Redis beside quench works
+    /// with `backend = "redis"` alone.
+    pub url: Option<String>,
+    /// Prefix of every key quench writes. Default `quench:`; give each deployment sharing one
+    /// Redis database its own prefix (every host of one fleet uses the same).
+    pub key_prefix: Option<String>,
+    /// How long to wait for a connection to Redis, in milliseconds. Default 1000: a local or
+    /// same-datacenter Redis connects in well under a millisecond, so a second only passes when
+    /// it is down, and a decision should not hold the MTA longer than that.
+    pub connect_timeout_ms: Option<u64>,
+    /// How long to wait for each Redis reply, in milliseconds. Default 1000, for the same
+    /// reason: Redis answers quench's commands in microseconds, so a reply this late means it is
+    /// stalled, and `on_unavailable` should answer instead.
+    pub io_timeout_ms: Option<u64>,
+    /// Idle Redis connections kept for reuse. Default 16: more than the threads a host decides
+    /// on at once, so steady traffic never reconnects.
+    pub max_idle_connections: Option<usize>,
+    /// How long one entity's update keeps retrying while other hosts update the same entity,
+    /// in milliseconds, before it counts as unavailable. Default 1000: each retry means another
+    /// host's update went through, so this only runs out when one sender is hammered from very
+    /// many connections for a whole second.
+    pub contention_timeout_ms: Option<u64>,
+    /// What a decision becomes when the store fails (Redis unreachable, stalled or erroring; a
+    /// disk error on the embedded store): `"open"` accepts (`DUNNO`) and logs a warning,
+    /// `"closed"` defers with `451 4.7.1` so clients retry later. Default `"open"`, like the
+    /// sandbox's `fail_action`: a store outage should not stop a whole site's mail. It is
+    /// logged, counted (`quench_store_errors_total`) and shown (`quench_store_unavailable`);
+    /// choose `"closed"` where no mail may leave unchecked, at the cost of deferring all mail
+    /// while the store is down.
+    pub on_unavailable: FailAction,
+}
+
+impl StoreConfig {
+    /// The Redis connection settings, with defaults for the keys not given.
+    pub fn redis_options(&self) -> RedisOptions {
+        let mut options =
+            RedisOptions::new(self.url.as_deref().unwrap_or("redis://127.0.0.1:6379/0"));
+        if let Some(prefix) = &self.key_prefix {
+            options.key_prefix = prefix.clone();
+        }
+        if let Some(ms) = self.connect_timeout_ms {
+            options.connect_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.io_timeout_ms {
+            options.io_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.max_idle_connections {
+            options.max_idle_connections = n;
+        }
+        if let Some(ms) = self.contention_timeout_ms {
+            options.contention_timeout = Duration::from_millis(ms);
+        }
+        options
+    }
+
+    fn validate(&self) -> Result<()> {
+        let redis_keys = [
+            ("url", self.url.is_some()),
+            ("key_prefix", self.key_prefix.is_some()),
+            ("connect_timeout_ms", self.connect_timeout_ms.is_some()),
+            ("io_timeout_ms", self.io_timeout_ms.is_some()),
+            ("max_idle_connections", self.max_idle_connections.is_some()),
+            (
+                "contention_timeout_ms",
+                self.contention_timeout_ms.is_some(),
+            ),
+        ];
+        if self.backend == StoreBackend::Embedded {
+            let given: Vec<&str> = redis_keys
+                .iter()
+                .filter(|(_, set)| *set)
+                .map(|(key, _)| *key)
+                .collect();
+            if !given.is_empty() {
+                let verb = if given.len() == 1 { "applies" } else { "apply" };
+                bail!(
+                    "[store] {} {verb} only to backend = \"redis\", but the backend is \
+                     \"embedded\" (the default); add backend = \"redis\" for fleet mode",
+                    given.join(", ")
+                );
+            }
+            return Ok(());
+        }
+        for (key, value) in [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("io_timeout_ms", self.io_timeout_ms),
+            ("contention_timeout_ms", self.contention_timeout_ms),
+        ] {
+            if value == Some(0) {
+                bail!("[store] {key} must be at least 1 (milliseconds)");
+            }
+        }
+        // Checks the URL's form; connects to nothing.
+        quench_store::RedisStore::new(self.redis_options()).context("[store] url")?;
+        Ok(())
+    }
+}
+
+/// Settings of `quench serve`. Every field has a default that works with no config file;
+/// command-line flags override them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where the Postfix policy service listens (`check_policy_service inet:...`). Loopback by
+    /// default: the protocol has no authentication.
+    pub listen: SocketAddr,
+    /// Where durable state lives (embedded store, compiled-code cache).
+    pub data_dir: PathBuf,
+    /// A policy component to run instead of the embedded default.
+    pub policy: Option<PathBuf>,
+    /// Admin API listener; `None` disables the admin API.
+    pub admin_listen: Option<SocketAddr>,
+    /// Prometheus metrics listener (`/metrics`); `None` disables it.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Most policy connections served at once. Postfix opens one per smtpd process
+    /// (default_process_limit = 100); 1024 covers ten such hosts with headroom, while
+    /// bounding memory held by idle or hostile clients.
+    pub max_connections: usize,
+    /// Close a connection idle this long between requests, in seconds. Postfix closes its
+    /// side after `smtpd_policy_service_max_idle` = 300 s; 330 s lets Postfix close first.
+    pub idle_timeout_secs: u64,
+    /// A request started must be complete within this many seconds. Postfix writes a request
+    /// in one go; 10 s only cuts off clients trickling bytes to hold a slot.
+    pub request_timeout_secs: u64,
+    /// On SIGTERM, how long in-flight requests get to finish, in seconds. Postfix's own
+    /// policy timeout is 100 s, but a decision takes milliseconds: 10 s is ample.
+    pub shutdown_grace_secs: u64,
+    /// How often lazy (counter-only) writes are made durable, in milliseconds: the most a
+    /// `kill -9` can lose of counters. Restrictions and unblocks are durable at once.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 10040)),
+            data_dir: PathBuf::from("./data"),
+            policy: None,
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 10041))),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 10042))),
+            max_connections: 1024,
+            idle_timeout_secs: 330,
+            request_timeout_secs: 10,
+            shutdown_grace_secs: 10,
+            flush_interval_ms: 1000,
+        }
+    }
+}
+
+impl QuenchConfig {
+    /// Read and parse a config file; errors name the file and the offending key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in config {}", path.display()))
+    }
+
+    /// Parse config text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: QuenchConfig = toml::from_str(text)?;
+        config.sandbox.validate()?;
+        config.alerts.validate()?;
+        config.store.validate()?;
+        Ok(config)
+    }
+
+    /// The `[policy]` table as TOML text, for `engine.create`.
+    pub fn policy_text(&self) -> String {
+        toml::to_string(&self.policy).expect("a TOML table always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_defaults_to_embedded_and_fails_open() {
+        let config = QuenchConfig::parse("").unwrap();
+        assert_eq!(config.store.backend, StoreBackend::Embedded);
+        assert_eq!(config.store.on_unavailable, FailAction::Open);
+    }
+
+    #[test]
+    fn a_redis_store_maps_every_knob() {
+        let config = QuenchConfig::parse(
+            r#"
+[store]
+backend = "redis"
+url = "redis://10.0.0.5:6380/2"
+key_prefix = "mx:"
+connect_timeout_ms = 250
+io_timeout_ms = 300
+max_idle_connections = 4
+contention_timeout_ms = 5000
+on_unavailable = "closed"
+"#,
+        )
+        .unwrap();
+        let store = &config.store;
+        assert_eq!(store.backend, StoreBackend::Redis);
+        assert_eq!(store.on_unavailable, FailAction::Closed);
+        let options = store.redis_options();
+        assert_eq!(options.url, "redis://10.0.0.5:6380/2");
+        assert_eq!(options.key_prefix, "mx:");
+        assert_eq!(options.connect_timeout, Duration::from_millis(250));
+        assert_eq!(options.io_timeout, Duration::from_millis(300));
+        assert_eq!(options.max_idle_connections, 4);
+        assert_eq!(options.contention_timeout, Duration::from_millis(5000));
+
+        let defaults = QuenchConfig::parse("[store]\nbackend = \"redis\"\n")
+            .unwrap()
+            .store
+            .redis_options();
+        assert_eq!(defaults, RedisOptions::new("redis://127.0.0.1:6379/0"));
+    }
+
+    #[test]
+    fn mistakes_in_the_store_table_are_errors() {
+        for (text, expected) in [
+            (
+                "[store]\nbackend = \"redis\"\nurll = \"x\"\n",
+                "unknown field `urll`",
+            ),
+            (
+                "[store]\nbackend = \"memcached\"\n",
+                "unknown variant `memcached`",
+            ),
+            (
+                "[store]\non_unavailable = \"maybe\"\n",
+                "unknown variant `maybe`",
+            ),
+            (
+                "[store]\nurl = \"redis://127.0.0.1/0\"\n",
+                "url applies only to backend = \"redis\"",
+            ),
+            (
+                "[store]\nbackend = \"redis\"\nio_timeout_ms = 0\n",
+                "io_timeout_ms must be at least 1",
+            ),
+            (
+                "[store]\nbackend = \"redis\"\nurl = \"http://127.0.0.1\"\n",
+                "invalid Redis URL",
+            ),
+        ] {
+            let error = format!("{:#}", QuenchConfig::parse(text).unwrap_err());
+            assert!(error.contains(expected), "{text:?}: {error}");
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! One policy-service connection: read requests (connection reuse: many per connection),
+//! decide each, answer each. On malformed input or a timeout the connection is logged and
+//! closed without an answer, as the protocol asks: Postfix then applies its
+//! `smtpd_policy_service_default_action` to that request, never half an answer.
+
+use super::Shared;
+use super::mapping::{self, Skip};
+use crate::bindings::Action as Verdict;
+use crate::metrics::Metrics;
+use quench_postfix_policy::{Action, Request, RequestReader, write_response};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+/// Serve one connection until the client closes it, it misbehaves, or shutdown begins.
+pub(super) async fn serve(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let idle = Duration::from_secs(shared.config.idle_timeout_secs);
+    let request_time = Duration::from_secs(shared.config.request_timeout_secs);
+    let (read, mut write) = stream.into_split();
+    let mut reader = RequestReader::with_limits(BufReader::new(read), shared.limits);
+    loop {
+        // Between requests: wait for the next one to start, for the idle limit, or for
+        // shutdown (which closes idle connections at once).
+        if reader.buffered() == 0 && reader.get_ref().buffer().is_empty() {
+            tokio::select! {
+                started = timeout(idle, reader.get_mut().fill_buf()) => match started {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "read error; closing");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "idle limit reached; closing");
+                        return;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+        let request = match timeout(request_time, reader.read_request()).await {
+            Ok(Ok(Some(request))) => request,
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => {
+                Metrics::count(&shared.metrics.protocol_errors, error.kind());
+                tracing::warn!(%peer, kind = error.kind(), %error, "malformed policy request; closing without an answer");
+                return;
+            }
+            Err(_) => {
+                Metrics::count(&shared.metrics.protocol_errors, "request_timeout");
+                tracing::warn!(%peer, "request not completed in time; closing without an answer");
+                return;
+            }
+        };
+        let action = decide(&shared, request).await;
+        if let Err(error) = write_response(&mut write, &action).await {
+            tracing::debug!(%peer, %error, "could not answer; closing");
+            return;
+        }
+    }
+}
+
+/// Decide one request on a blocking thread (the policy call and a durable write may take
+/// a moment) and turn the verdict into a policy-protocol action.
+async fn decide(shared: &Arc<Shared>, request: Request) -> Action {
+    let started = Instant::now();
+    let policy = shared.service.policy();
+    let submission = match mapping::submission(&request, &policy) {
+        Ok(submission) => submission,
+        Err(Skip::NotRcpt | Skip::NullSender) => return Action::dunno(),
+    };
+    // Local stores: decided on this worker thread; a decision takes microseconds, and handing
+    // it to another thread cost several times the decision itself in context switches
+    // (measured with perf; see BENCHMARKS.md). Network stores: on the blocking pool, so a
+    // round trip or a timeout does not hold up this worker's other connections.
+    let decided = if shared.offload_decisions {
+        let task = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            task.service
+                .decide_with(&policy, &submission, crate::time::now())
+        })
+        .await
+        .map_err(|_| ())
+    } else {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shared
+                .service
+                .decide_with(&policy, &submission, crate::time::now())
+        }))
+        .map_err(|_| ())
+    };
+    let outcome = match decided {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            tracing::error!("decision panicked; answering with the fail action");
+            return fail_action(shared);
+        }
+    };
+    let metrics = &shared.metrics;
+    metrics
+        .decision_seconds
+        .observe(started.elapsed().as_secs_f64());
+    if let Some(fault) = &outcome.fault {
+        Metrics::count(&metrics.policy_faults, super::fault_kind(fault));
+    }
+    if outcome.store_error.is_some() {
+        metrics.store_errors.inc();
+    }
+    match outcome.decision.change {
+        crate::RestrictionChange::Started => Metrics::count(&metrics.restrictions, "started"),
+        crate::RestrictionChange::Changed => Metrics::count(&metrics.restrictions, "changed"),
+        crate::RestrictionChange::Lifted => Metrics::count(&metrics.restrictions, "lifted"),
+        crate::RestrictionChange::None => {}
+    }
+    // Queued, never awaited: delivery (log, webhook, email) happens on its own tasks.
+    for alert in &outcome.decision.alerts {
+        shared.alerts.submit(alert);
+    }
+    let verdict = &outcome.decision.verdict;
+    Metrics::count(
+        &metrics.decisions,
+        match verdict.action {
+            Verdict::Accept => "accept",
+            Verdict::Defer => "defer",
+            Verdict::Reject => "reject",
+        },
+    );
+    to_action(verdict.action, verdict.reply.as_ref())
+}
+
+/// The protocol action for a verdict: `DUNNO` to accept (later restrictions still apply),
+/// the policy's SMTP reply to refuse.
+pub(super) fn to_action(verdict: Verdict, reply: Option<&crate::SmtpReply>) -> Action {
+    match (verdict, reply) {
+        (Verdict::Accept, _) => Action::dunno(),
+        (_, Some(reply)) => {
+            Action::smtp_reply(reply.code, &format!("{} {}", reply.status, reply.text))
+                .unwrap_or_else(|_| {
+                    Action::defer_if_permit("Policy answer was not a valid SMTP reply")
+                })
+        }
+        (Verdict::Defer, None) => Action::defer_if_permit("Try again later"),
+        (Verdict::Reject, None) => Action::reject("Access denied"),
+    }
+}
+
+fn fail_action(shared: &Shared) -> Action {
+    let decision = shared.service.policy().sandbox.fail_decision(&[]);
+    to_action(decision.verdict.action, decision.verdict.reply.as_ref())
+}

@@ -1,0 +1,328 @@
+//! `quench serve`: the Postfix SMTP access policy delegation service, beside the metrics
+//! endpoint and the periodic flush of lazy writes. Shuts down gracefully: stop accepting,
+//! let in-flight requests finish (bounded), flush the store.
+
+mod connection;
+pub mod mapping;
+
+use crate::admin::Tokens;
+use crate::alerts::AlertDispatcher;
+use crate::config::ServeConfig;
+use crate::metrics::Metrics;
+use crate::reload::Reloader;
+use crate::sandbox::SandboxError;
+use crate::service::Service;
+use anyhow::{Context, Result};
+use quench_postfix_policy::Limits;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub(crate) service: Arc<Service>,
+    pub(crate) alerts: Arc<AlertDispatcher>,
+    pub(crate) offload_decisions: bool,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) config: ServeConfig,
+    pub(crate) limits: Limits,
+}
+
+/// The label a policy fault is counted under.
+pub(crate) fn fault_kind(fault: &SandboxError) -> &'static str {
+    match fault {
+        SandboxError::Config(_) => "config",
+        SandboxError::Deadline(_) => "deadline",
+        SandboxError::Trap(_) => "trap",
+        SandboxError::InvalidOutput(_) => "invalid_output",
+        SandboxError::NoInstance(_) => "no_instance",
+    }
+}
+
+/// Bound listeners, ready to serve.
+pub struct Listeners {
+    /// The policy service.
+    pub policy: TcpListener,
+    /// The metrics endpoint, if enabled.
+    pub metrics: Option<TcpListener>,
+    /// The admin API, if enabled.
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Bind the listeners `config` names; errors say which address failed.
+    pub async fn bind(config: &ServeConfig) -> Result<Self> {
+        let policy = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding the policy service to {}", config.listen))?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the metrics endpoint to {addr}"))?,
+            ),
+            None => None,
+        };
+        let admin = match config.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the admin API to {addr}"))?,
+            ),
+            None => None,
+        };
+        Ok(Listeners {
+            policy,
+            metrics,
+            admin,
+        })
+    }
+}
+
+/// Everything a running server is made of, besides its listeners.
+pub struct Parts {
+    /// The decision service (policy and store).
+    pub service: Arc<Service>,
+    /// Metrics, served on the metrics listener.
+    pub metrics: Arc<Metrics>,
+    /// The `[serve]` settings.
+    pub config: ServeConfig,
+    /// Admin API tokens.
+    pub tokens: Tokens,
+    /// Reloads the policy on SIGHUP and `POST /v1/policy/reload`; `None` disables reloads.
+    pub reloader: Option<Arc<Reloader>>,
+    /// Alert delivery.
+    pub alerts: Arc<AlertDispatcher>,
+    /// Decide on tokio's blocking pool instead of the connection's worker thread. Set for
+    /// network stores (Redis): a round trip, or a timeout while Redis is down, must not hold
+    /// up the other connections on that worker. Local stores decide in microseconds, where
+    /// the hand-off would cost more than the decision.
+    pub offload_decisions: bool,
+}
+
+/// Serve until `shutdown` completes, then drain and flush.
+pub async fn run(
+    listeners: Listeners,
+    parts: Parts,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let Parts {
+        service,
+        metrics,
+        config,
+        tokens,
+        reloader,
+        alerts,
+        offload_decisions,
+    } = parts;
+    let shared = Arc::new(Shared {
+        service: service.clone(),
+        alerts: alerts.clone(),
+        offload_decisions,
+        metrics: metrics.clone(),
+        config: config.clone(),
+        limits: Limits::default(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut background = JoinSet::new();
+    if let Some(listener) = listeners.metrics {
+        background.spawn(serve_metrics(
+            listener,
+            metrics.clone(),
+            alerts.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    if let Some(listener) = listeners.admin {
+        let app = crate::admin::router(service.clone(), tokens, reloader.clone());
+        background.spawn(serve_http("admin API", listener, app, stop_rx.clone()));
+    }
+    background.spawn(flush_periodically(
+        service.clone(),
+        Duration::from_millis(config.flush_interval_ms.max(1)),
+        stop_rx.clone(),
+    ));
+
+    if let Some(reloader) = reloader {
+        background.spawn(reload_on_sighup(reloader, stop_rx.clone()));
+    }
+
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    let listen = listeners.policy.local_addr()?;
+    tracing::info!(%listen, "policy service ready");
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listeners.policy.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, max = config.max_connections, "connection limit reached; closing");
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let stop = stop_rx.clone();
+                let metrics = metrics.clone();
+                connections.spawn(async move {
+                    metrics.connections.inc();
+                    connection::serve(stream, peer, shared, stop).await;
+                    metrics.connections.dec();
+                    drop(permit);
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+
+    tracing::info!(
+        in_flight = connections.len(),
+        "shutting down: no new connections"
+    );
+    drop(listeners.policy);
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    if tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            left = connections.len(),
+            "grace period over; closing the rest"
+        );
+        connections.abort_all();
+    }
+    while background.join_next().await.is_some() {}
+    if !alerts.shutdown(grace).await {
+        tracing::warn!("some alerts were not delivered before shutdown");
+    }
+    let store = service.store().clone();
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .context("flush task")?
+        .context("flushing the store at shutdown")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn flush_periodically(
+    service: Arc<Service>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let store = service.store().clone();
+        match tokio::task::spawn_blocking(move || store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "periodic flush failed"),
+            Err(error) => tracing::warn!(%error, "periodic flush task failed"),
+        }
+    }
+}
+
+async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    alerts: Arc<AlertDispatcher>,
+    stop: watch::Receiver<bool>,
+) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            let alerts = alerts.clone();
+            async move {
+                metrics.record_alerts(&alerts.stats());
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    serve_http("metrics endpoint", listener, app, stop).await;
+}
+
+/// Serve an HTTP app until shutdown begins.
+async fn serve_http(
+    what: &'static str,
+    listener: TcpListener,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) {
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.changed().await;
+        })
+        .await;
+    if let Err(error) = served {
+        tracing::warn!(%error, "{what} stopped");
+    }
+}
+
+/// Reload the policy on every SIGHUP until shutdown; a refused reload is logged and the
+/// running policy keeps serving.
+async fn reload_on_sighup(reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; reload through the admin API");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => {}
+            _ = stop.changed() => return,
+        }
+        tracing::info!("SIGHUP received: reloading the policy");
+        let reloader = reloader.clone();
+        match tokio::task::spawn_blocking(move || reloader.reload(false)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(error = %format!("{error:#}"), "reload refused"),
+            Err(error) => tracing::error!(%error, "reload task failed"),
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

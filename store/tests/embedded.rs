@@ -1,0 +1,138 @@
+//! The redb store, through real files in a temporary directory: the shared contract, reopening,
+//! locking and unusable directories. Crash durability is in `embedded_crash.rs`.
+
+use quench_store::conformance::{counter, increment, mark, record, set};
+use quench_store::{AuditQuery, Durability, EmbeddedStore, StateStore, StoreError};
+
+#[test]
+fn embedded_store_conforms() {
+    let root = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    quench_store::conformance::run_all(|| {
+        n += 1;
+        EmbeddedStore::open(root.path().join(format!("store-{n}"))).unwrap()
+    });
+}
+
+#[test]
+fn reopen_keeps_state_index_and_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let store = EmbeddedStore::open(&data).unwrap();
+        assert_eq!(store.path(), data.join("quench.redb"));
+        set(
+            &store,
+            "user:alice@contoso.com",
+            b"alice",
+            Durability::Immediate,
+        );
+        for _ in 0..3 {
+            increment(&store, "user:bob@contoso.com", Durability::Lazy);
+        }
+        mark(&store, "user:alice@contoso.com", true);
+        mark(&store, "connector:relay-1", true);
+        store
+            .append_audit(&record(
+                10,
+                "restrict",
+                Some("user:alice@contoso.com"),
+                "first",
+            ))
+            .unwrap();
+        store
+            .append_audit(&record(20, "list", None, "second"))
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let store = EmbeddedStore::open(&data).unwrap();
+    assert_eq!(
+        store.get("user:alice@contoso.com").unwrap().as_deref(),
+        Some(&b"alice"[..])
+    );
+    assert_eq!(
+        counter(&store.get("user:bob@contoso.com").unwrap().unwrap()),
+        3
+    );
+    assert_eq!(store.entity_count().unwrap(), 2);
+    assert_eq!(
+        store.restricted_keys().unwrap(),
+        ["connector:relay-1", "user:alice@contoso.com"]
+    );
+    let log = store.audit(&AuditQuery::default()).unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|r| (r.seq, r.detail.as_str()))
+            .collect::<Vec<_>>(),
+        [(1, "first"), (2, "second")]
+    );
+    // The log goes on from where it was, and the indexes still answer.
+    assert_eq!(
+        store
+            .append_audit(&record(30, "unblock", None, ""))
+            .unwrap(),
+        3
+    );
+    let alice = store
+        .audit(&AuditQuery {
+            entity: Some("user:alice@contoso.com".into()),
+            since: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(alice.len(), 1);
+    assert_eq!(alice[0].detail, "first");
+}
+
+#[test]
+fn lazy_writes_survive_a_clean_close_without_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        for _ in 0..5 {
+            increment(&store, "user:carol@contoso.com", Durability::Lazy);
+        }
+        // No flush: dropping the store must make them durable.
+    }
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(
+        counter(&store.get("user:carol@contoso.com").unwrap().unwrap()),
+        5
+    );
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = EmbeddedStore::open(dir.path()).unwrap();
+    let err = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("already open"), "{message}");
+    assert!(message.contains("quench.redb"), "{message}");
+    drop(first);
+    EmbeddedStore::open(dir.path()).expect("the lock goes with the store");
+}
+
+#[test]
+fn an_unusable_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file where the data directory should be.
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let err = EmbeddedStore::open(&file).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("cannot create the data directory"),
+        "{message}"
+    );
+    assert!(message.contains("not-a-dir"), "{message}");
+
+    // A directory holding something that is not a redb file.
+    let garbage = dir.path().join("garbage");
+    std::fs::create_dir(&garbage).unwrap();
+    std::fs::write(garbage.join("quench.redb"), vec![0xA5; 8192]).unwrap();
+    let err = EmbeddedStore::open(&garbage).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("quench.redb"), "{message}");
+}

@@ -1,0 +1,342 @@
+//! The admin API through the real HTTP server of `quench serve`: every role against every
+//! endpoint (allowed and denied), 401 without a token, audit of every call, and the CLI
+//! (`quench blocked-sender ...`, `quench audit list`) end to end.
+
+mod common;
+#[path = "common/server.rs"]
+mod server;
+
+use serde_json::Value;
+use server::{QuenchServer, admin_call as http};
+use std::process::Command;
+
+const ROLES: [&str; 6] = [
+    "OrganizationManagement",
+    "SecurityAdministrator",
+    "GlobalReader",
+    "SecurityReader",
+    "ViewOnlyOrganizationManagement",
+    "Support",
+];
+
+fn token(role: &str) -> String {
+    format!("token-for-{role}")
+}
+
+/// One external recipient per hour; every role has a token.
+fn config() -> String {
+    let mut config = String::from(
+        r#"
+[policy]
+accepted_domains = ["contoso.com"]
+unblock_limit = { count = 3, window_days = 30 }
+
+[[policy.outbound]]
+name = "Default"
+recipient_limit_external_per_hour = 1
+recipient_limit_internal_per_hour = 100
+recipient_limit_per_day = 100
+action_when_threshold_reached = "BlockUser"
+
+[[policy.connectors]]
+id = "relay-1"
+client_addresses = ["192.0.2.99"]
+recipient_limit_external_per_hour = 1
+action_when_threshold_reached = "BlockUser"
+"#,
+    );
+    for role in ROLES {
+        config.push_str(&format!(
+            "\n[[admin.tokens]]\nname = \"{role}-admin\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n",
+            quench::admin::hash_token(&token(role))
+        ));
+    }
+    config
+}
+
+/// Restrict `sender` by sending two external recipients.
+fn restrict(server: &QuenchServer, sender: &str) {
+    let mut client = server.connect();
+    client.rcpt(sender, "x1@fabrikam.com", &format!("{sender}-1"));
+    let answer = client.rcpt(sender, "x2@fabrikam.com", &format!("{sender}-2"));
+    assert_eq!(
+        answer.as_deref(),
+        Some("action=550 5.1.8 Access denied, bad outbound sender")
+    );
+}
+
+fn restrict_connector(server: &QuenchServer) {
+    let mut client = server.connect();
+    for instance in ["r1", "r2"] {
+        client.ask(&[
+            ("protocol_state", "RCPT"),
+            ("client_address", "192.0.2.99"),
+            ("sender", "newsletter@fabrikam.com"),
+            ("recipient", "someone@example.net"),
+            ("instance", instance),
+        ]);
+    }
+}
+
+#[test]
+fn every_role_against_every_endpoint() {
+    let server = QuenchServer::start("admin-roles", &config());
+    let admin = server.admin.expect("the admin API is on");
+    for role in ROLES {
+        restrict(&server, &format!("{}@contoso.com", role.to_lowercase()));
+    }
+    restrict_connector(&server);
+
+    let reads = [
+        "/v1/blocked-senders",
+        "/v1/blocked-senders/globalreader@contoso.com",
+        "/v1/blocked-connectors",
+        "/v1/blocked-connectors/relay-1",
+        "/v1/audit",
+    ];
+    for path in reads {
+        let (status, body) = http(admin, "GET", path, None, None);
+        assert_eq!(status, 401, "{path} without a token: {body}");
+        let (status, _) = http(admin, "GET", path, Some("not-a-token"), None);
+        assert_eq!(status, 401, "{path} with a wrong token");
+        for role in ROLES {
+            let (status, body) = http(admin, "GET", path, Some(&token(role)), None);
+            assert_eq!(status, 200, "{role} reads {path}: {body}");
+        }
+    }
+    let (_, listing) = http(
+        admin,
+        "GET",
+        "/v1/blocked-senders",
+        Some(&token("GlobalReader")),
+        None,
+    );
+    assert_eq!(
+        listing["restrictions"].as_array().unwrap().len(),
+        ROLES.len()
+    );
+    let (_, one) = http(
+        admin,
+        "GET",
+        "/v1/blocked-senders/GlobalReader@Contoso.com",
+        Some(&token("GlobalReader")),
+        None,
+    );
+    assert_eq!(one["entity"], "globalreader@contoso.com");
+    assert_eq!(one["limit"], "recipient_limit_external_per_hour");
+    assert_eq!(
+        (one["threshold"].as_u64(), one["observed"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(one["expires"], "until unblocked");
+    assert!(
+        one["reason"]
+            .as_str()
+            .unwrap()
+            .contains("recipient_limit_external_per_hour")
+    );
+
+    let reason = r#"{"reason":"password reset, MFA enforced"}"#;
+    for role in ROLES {
+        let path = format!(
+            "/v1/blocked-senders/{}@contoso.com/unblock",
+            role.to_lowercase()
+        );
+        let (status, _) = http(admin, "POST", &path, None, Some(reason));
+        assert_eq!(status, 401, "unblock without a token");
+        let (status, body) = http(admin, "POST", &path, Some(&token(role)), Some(reason));
+        let may = matches!(
+            role,
+            "OrganizationManagement" | "SecurityAdministrator" | "Support"
+        );
+        if may {
+            assert_eq!(status, 200, "{role} unblocks: {body}");
+            assert_eq!(body["unblocks_used"], 1);
+            assert!(!body["recommendations"].as_array().unwrap().is_empty());
+        } else {
+            assert_eq!(status, 403, "{role} may not unblock: {body}");
+        }
+    }
+    let (status, body) = http(
+        admin,
+        "POST",
+        "/v1/blocked-connectors/relay-1/unblock",
+        Some(&token("SecurityReader")),
+        Some(reason),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = http(
+        admin,
+        "POST",
+        "/v1/blocked-connectors/relay-1/unblock",
+        Some(&token("SecurityAdministrator")),
+        Some(reason),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        admin,
+        "POST",
+        "/v1/blocked-senders/globalreader@contoso.com/unblock",
+        Some(&token("Support")),
+        Some("{}"),
+    );
+    assert_eq!(status, 400, "a reason is required: {body}");
+
+    // Unblocked users send again at once: no propagation delay.
+    let mut client = server.connect();
+    assert_eq!(
+        client
+            .rcpt(
+                "securityadministrator@contoso.com",
+                "c@contoso.com",
+                "after"
+            )
+            .as_deref(),
+        Some("action=DUNNO")
+    );
+
+    // Every call was audited, allowed or not.
+    let (_, audit) = http(
+        admin,
+        "GET",
+        "/v1/audit?limit=10000",
+        Some(&token("Support")),
+        None,
+    );
+    let records = audit["records"].as_array().unwrap();
+    let count = |action: &str, outcome: &str| {
+        records
+            .iter()
+            .filter(|r| r["action"] == action && r["outcome"] == outcome)
+            .count()
+    };
+    assert_eq!(count("unblock", "ok"), 4, "three users and the connector");
+    assert_eq!(
+        count("unblock", "forbidden"),
+        4,
+        "three reader roles and one connector try"
+    );
+    assert_eq!(count("unblock", "unauthenticated"), 6);
+    assert_eq!(count("restrict", "ok"), 7, "six users and the connector");
+    assert_eq!(count("list-blocked-senders", "unauthenticated"), 2);
+    assert_eq!(count("list-blocked-senders", "ok"), 7);
+    assert!(records.iter().any(|r| {
+        r["action"] == "unblock"
+            && r["actor"] == "Support-admin"
+            && r["detail"]
+                .as_str()
+                .unwrap()
+                .contains("password reset, MFA enforced")
+    }));
+}
+
+fn quench(server: &QuenchServer, role: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_quench"))
+        .args(args)
+        .env(
+            "QUENCH_ADMIN_URL",
+            format!("http://{}", server.admin.unwrap()),
+        )
+        .env("QUENCH_TOKEN", token(role))
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn cli_lists_gets_removes_and_audits() {
+    let server = QuenchServer::start("admin-cli", &config());
+    restrict(&server, "alice@contoso.com");
+
+    let (ok, out, err) = quench(&server, "GlobalReader", &["blocked-sender", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("alice@contoso.com") && out.contains("BlockUser"),
+        "{out}"
+    );
+
+    let (ok, out, _) = quench(
+        &server,
+        "GlobalReader",
+        &["blocked-sender", "get", "Alice@Contoso.com", "--json"],
+    );
+    assert!(ok);
+    let view: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(view["unblocks_left"], 3);
+
+    let (ok, _, err) = quench(
+        &server,
+        "GlobalReader",
+        &[
+            "blocked-sender",
+            "remove",
+            "alice@contoso.com",
+            "--reason",
+            "trying",
+        ],
+    );
+    assert!(!ok, "a reader cannot unblock");
+    assert!(
+        err.contains("403") && err.contains("may not unblock"),
+        "{err}"
+    );
+
+    let (ok, out, err) = quench(
+        &server,
+        "SecurityAdministrator",
+        &[
+            "blocked-sender",
+            "remove",
+            "alice@contoso.com",
+            "--reason",
+            "password reset",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("alice@contoso.com unblocked") && out.contains("2 left"),
+        "{out}"
+    );
+
+    let (ok, _, err) = quench(
+        &server,
+        "GlobalReader",
+        &["blocked-sender", "get", "alice@contoso.com"],
+    );
+    assert!(!ok && err.contains("not restricted"), "{err}");
+
+    let (ok, out, err) = quench(
+        &server,
+        "SecurityReader",
+        &[
+            "audit",
+            "list",
+            "--entity",
+            "user:alice@contoso.com",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let audit: Value = serde_json::from_str(&out).unwrap();
+    let actions: Vec<(&str, &str)> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(actions.contains(&("restrict", "ok")), "{actions:?}");
+    assert!(actions.contains(&("unblock", "forbidden")), "{actions:?}");
+    assert!(actions.contains(&("unblock", "ok")), "{actions:?}");
+
+    let (ok, _, err) = quench(&server, "Nobody", &["blocked-sender", "list"]);
+    assert!(!ok && err.contains("401"), "{err}");
+}
