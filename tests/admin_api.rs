@@ -2,12 +2,8 @@
 //! endpoint (allowed and denied), 401 without a token, audit of every call, and the CLI
 //! (`quench blocked-sender ...`, `quench audit list`) end to end.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
+use crate::server::{QuenchServer, admin_call as http};
 use serde_json::Value;
-use server::{QuenchServer, admin_call as http};
 use std::process::Command;
 
 const ROLES: [&str; 6] = [

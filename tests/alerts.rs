@@ -6,12 +6,9 @@
 //! blocking decision threads do. Nothing here asserts on wall-clock time: that `submit`
 //! never waits is shown by tests that finish while their sinks hang, and by the counts.
 
-#[path = "support/postfix.rs"]
-mod postfix;
-#[path = "common/server.rs"]
-mod server;
+use crate::server;
 
-use postfix::{PostfixOptions, PrivatePostfix};
+use crate::postfix::{PostfixOptions, PrivatePostfix};
 use quench::alerts::{AlertDispatcher, AlertsConfig, EmailConfig, RuleConfig, WebhookConfig};
 use quench::{Alert, Entity, EntityKind, Severity};
 use std::collections::VecDeque;

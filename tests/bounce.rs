@@ -4,9 +4,7 @@
 //! explanation, the machine-readable delivery status and the original headers; and hostile
 //! input that must not inject headers or parts.
 
-mod common;
-
-use common::{MONDAY_10AM, default_policy};
+use crate::common::{MONDAY_10AM, default_policy};
 use mail_parser::{Message, MessageParser, MimeHeaders};
 use quench::{BounceRequest, Entity, Restriction, Sandbox, SmtpReply, Submission};
 

@@ -1,9 +1,7 @@
 //! Compiled code is cached on disk by component hash and engine compatibility hash: the second
 //! load reuses the file, and a corrupt file is replaced instead of loaded.
 
-mod common;
-
-use common::{MONDAY_10AM, submission};
+use crate::common::{MONDAY_10AM, submission};
 use quench::Action;
 use quench::sandbox::{PolicySource, Sandbox};
 

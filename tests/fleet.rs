@@ -5,11 +5,10 @@
 //! the configured `on_unavailable` answer until it is back, then service resumes with the
 //! state Redis persisted.
 
-#[path = "common/server.rs"]
-mod server;
+use crate::server;
 
+use crate::server::{PolicyClient, QuenchServer};
 use serde_json::Value;
-use server::{PolicyClient, QuenchServer};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

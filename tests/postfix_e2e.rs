@@ -3,14 +3,8 @@
 //! one get `550 5.1.8` at the SMTP client; a restricted connector gets 5.7.711; an admin's
 //! `quench blocked-sender remove` lets the user's next message through at once.
 
-mod common;
-#[path = "support/postfix.rs"]
-mod postfix;
-#[path = "common/server.rs"]
-mod server;
-
-use postfix::{Mail, PostfixOptions, PrivatePostfix};
-use server::QuenchServer;
+use crate::postfix::{Mail, PostfixOptions, PrivatePostfix};
+use crate::server::QuenchServer;
 use std::process::Command;
 
 const ADMIN_TOKEN: &str = "e2e-security-admin-token";

@@ -3,8 +3,7 @@
 //! is checked to the letter. Needs Postfix and swaks installed (`scripts/test` installs them);
 //! without them these tests fail with the install command, they never skip.
 
-#[path = "support/postfix.rs"]
-mod postfix;
+use crate::postfix;
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, ErrorKind, Write};
@@ -14,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use postfix::{Mail, PolicyHook, PostfixOptions, PrivatePostfix, read_policy_request};
+use crate::postfix::{Mail, PolicyHook, PostfixOptions, PrivatePostfix, read_policy_request};
 
 const BLOCKED: &str = "blocked@contoso.com";
 const DENIED: &str = "action=550 5.1.8 Access denied, bad outbound sender";

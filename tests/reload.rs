@@ -3,12 +3,10 @@
 //! state format is refused unless the operator resets state, and only OrganizationManagement
 //! may reload. Every attempt is audited.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
+use crate::server;
 
+use crate::server::{PolicyClient, QuenchServer};
 use serde_json::Value;
-use server::{PolicyClient, QuenchServer};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

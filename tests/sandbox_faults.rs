@@ -2,9 +2,9 @@
 //! memory bomb, oversize state, refusal without a reply) is answered with the fail action, its
 //! instance is dropped, and the very next call on the same sandbox is answered correctly.
 
-mod common;
+use crate::common;
 
-use common::{MONDAY_10AM, misbehaving_component, sandbox, submission};
+use crate::common::{MONDAY_10AM, misbehaving_component, sandbox, submission};
 use quench::sandbox::{FailAction, SandboxError, SandboxLimits};
 use quench::{Action, Sandbox};
 

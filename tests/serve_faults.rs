@@ -3,11 +3,7 @@
 //! action; the socket keeps answering, other connections are served meanwhile, and the
 //! metrics count every fault by kind.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
-use server::{PolicyClient, QuenchServer};
+use crate::server::{PolicyClient, QuenchServer};
 
 fn config(fail_action: &str) -> String {
     format!(

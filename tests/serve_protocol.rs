@@ -2,11 +2,7 @@
 //! input (answered by closing, never by half an answer), concurrency, metrics, graceful
 //! shutdown, and durability across `kill -9`.
 
-mod common;
-#[path = "common/server.rs"]
-mod server;
-
-use server::{PolicyClient, QuenchServer};
+use crate::server::{PolicyClient, QuenchServer};
 
 /// Two external recipients per hour, then BlockUser; connector relay-1 at 192.0.2.99.
 const CONFIG: &str = r#"

@@ -2,9 +2,7 @@
 //! durable embedded store): address case variants count as one entity, a restart between
 //! unblocks forgets nothing, and of two concurrent unblocks with one left exactly one wins.
 
-mod common;
-
-use common::{MONDAY_10AM, default_policy};
+use crate::common::{MONDAY_10AM, default_policy};
 use quench::service::Service;
 use quench::{Entity, Role, Submission, UnblockError};
 use quench_store::EmbeddedStore;

@@ -3,9 +3,7 @@
 //! step must give identical answers, byte for byte (state included), and the answers the
 //! table expects.
 
-mod common;
-
-use common::{MONDAY_10AM, default_policy};
+use crate::common::{MONDAY_10AM, default_policy};
 use quench::native::NativePolicy;
 use quench::{Action, Entity, Role, Sandbox, Submission, UnblockRequest};
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: loading the real components into the real
 //! sandbox, and building submissions.
-#![allow(dead_code)] // each test binary uses its own subset
+#![allow(dead_code)] // the integration tests and the scenario runner each use a subset
 
 use quench::sandbox::{Allocation, PolicySource, Sandbox, SandboxLimits};
 use quench::{Entity, Submission};

@@ -1,6 +1,5 @@
 //! A real `quench serve` process for tests: its own data directory, every listener on a free
 //! loopback port (read back from its stdout), stopped (SIGKILL) when dropped.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -156,11 +155,6 @@ impl QuenchServer {
             let value = line.strip_prefix(series)?.strip_prefix(' ')?;
             Some(value.trim().parse().expect("a metric value is a number"))
         })
-    }
-
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
     }
 }
 

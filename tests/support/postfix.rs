@@ -28,7 +28,6 @@
 //! [`PostfixOptions::default_action`] says (`DUNNO` accepts).
 //!
 //! [`swaks`] runs the real `swaks` and parses its transcript into the server's replies.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -726,12 +725,6 @@ impl Mail {
     /// Sets the body.
     pub fn body(mut self, body: &str) -> Mail {
         self.body = Some(body.to_string());
-        self
-    }
-
-    /// Sets the EHLO name.
-    pub fn helo(mut self, helo: &str) -> Mail {
-        self.helo = Some(helo.to_string());
         self
     }
 

@@ -1,0 +1,32 @@
+//! quench's integration tests, in one test binary.
+//!
+//! Each module below was once its own binary; they are one now because every test binary links
+//! wasmtime, tokio, axum and the rest of the host, and sixteen such links cost minutes of CI time
+//! and gigabytes of disk (CI's linker once died of SIGBUS on a full disk). One module per
+//! subject, named as before; run one with `cargo test --test integration fleet::` (a module) or
+//! `cargo test --test integration fleet::unblock` (a test whose path contains that text).
+//!
+//! The behaviour scenarios stay in their own binary (`tests/scenarios.rs`, own runner).
+
+mod common;
+#[path = "support/postfix.rs"]
+mod postfix;
+#[path = "common/server.rs"]
+mod server;
+
+mod admin_api;
+mod alerts;
+mod bounce;
+mod code_cache;
+mod component_contract;
+mod conformance_kit;
+mod fleet;
+mod postfix_e2e;
+mod postfix_harness;
+mod reload;
+mod sandbox_faults;
+mod serve_faults;
+mod serve_protocol;
+mod simulate_cli;
+mod unblock_limit;
+mod vectors;
