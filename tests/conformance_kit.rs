@@ -172,6 +172,11 @@ fn unblocks_for_readers_fail_the_unblock_limit() {
 }
 
 #[test]
+fn calling_a_state_that_still_refuses_idle_fails_idle() {
+    fails_at("eager-idle", "idle", "idle says the state can go");
+}
+
+#[test]
 fn a_bounce_that_is_no_dsn_fails_bounce() {
     fails_at("bad-bounce", "bounce", "expected multipart/report");
 }
@@ -241,7 +246,7 @@ fn the_binary_passes_the_default_and_fails_a_trapping_policy_with_a_nonzero_exit
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("7 checks: 7 passed, 0 failed, 0 skipped"),
+        stdout.contains("8 checks: 8 passed, 0 failed, 0 skipped"),
         "{stdout}"
     );
     assert!(stdout.contains("PASS  unblock-limit"), "{stdout}");

@@ -24,6 +24,7 @@ mod fleet;
 mod postfix_e2e;
 mod postfix_harness;
 mod reload;
+mod retention;
 mod sandbox_faults;
 mod serve_faults;
 mod serve_protocol;

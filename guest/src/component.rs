@@ -82,6 +82,10 @@ impl w::GuestEngine for crate::Policy {
         crate::Policy::describe(self, &state, &entity.into(), now).map(|r| r.map(Into::into))
     }
 
+    fn idle(&self, state: Vec<u8>, now: i64) -> bool {
+        crate::Policy::idle(self, &state, now)
+    }
+
     fn render_bounce(&self, request: w::BounceRequest) -> String {
         let request = t::BounceRequest {
             reporting_mta: request.reporting_mta,

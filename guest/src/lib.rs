@@ -96,6 +96,12 @@ impl Policy {
         unblock::describe(&self.config, state, entity, now)
     }
 
+    /// Whether `state` is equivalent to no state at `now` and later, so the host may delete
+    /// it. Unreadable state is never idle.
+    pub fn idle(&self, state: &[u8], now: Timestamp) -> bool {
+        state::decode(state).is_ok_and(|st| st.idle(now, self.config.unblock.window_seconds()))
+    }
+
     /// Render an RFC 3464 bounce for a refused message.
     pub fn render_bounce(&self, request: &BounceRequest) -> String {
         bounce::render(request, self.config.max_recipients_per_message)

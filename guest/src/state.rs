@@ -123,8 +123,25 @@ impl Counters {
                 self.today = 0;
                 self.alerted = 0;
             }
+            // No SMTP transaction spans a day: after a day of silence the same message id is
+            // a new message (this keeps a quiet entity's state equivalent to no state).
+            if now.saturating_sub(last) >= window::DAY.window_seconds() {
+                self.message = None;
+            }
         }
         self.last = now;
+    }
+
+    /// Whether nothing is counted any more: every window empty, no recipients today, no
+    /// alert sent today, no message in progress. Call after [`Counters::advance`].
+    pub fn quiet(&self) -> bool {
+        self.external_hour.iter().all(|&n| n == 0)
+            && self.internal_hour.iter().all(|&n| n == 0)
+            && self.rate_day.iter().all(|&n| n == 0)
+            && self.messages_minute.iter().all(|&n| n == 0)
+            && self.today == 0
+            && self.alerted == 0
+            && self.message.is_none()
     }
 
     /// Clear the outbound-policy windows (external and internal hour, today): what an
@@ -157,6 +174,32 @@ pub struct State {
     pub exempt_day: Option<i64>,
     /// The counting windows.
     pub counters: Counters,
+}
+
+impl State {
+    /// Whether this state is equivalent to no state at `now` and later (the WIT `idle`): no
+    /// restriction in force, no unblock inside the unblock window (`unblock_window` seconds),
+    /// no exempt day still running, nothing counted. An expired restriction does not keep a
+    /// state: with it, the next decision only reports the lift.
+    pub fn idle(&self, now: Timestamp, unblock_window: i64) -> bool {
+        if self.restriction.as_ref().is_some_and(|r| r.active(now)) {
+            return false;
+        }
+        let since = now.saturating_sub(unblock_window);
+        if self.unblocks.iter().any(|&t| t > since) {
+            return false;
+        }
+        if self.exempt_day.is_some_and(|day| day >= utc_day(now)) {
+            return false;
+        }
+        // A clock set back leaves later counts in place; such a state is not idle yet.
+        if self.counters.last > now {
+            return false;
+        }
+        let mut counters = self.counters.clone();
+        counters.advance(now);
+        counters.quiet()
+    }
 }
 
 /// Why a state could not be read, and what could be recovered from it.

@@ -180,6 +180,17 @@ pub struct ServeConfig {
     /// How often lazy (counter-only) writes are made durable, in milliseconds: the most a
     /// `kill -9` can lose of counters. Restrictions and unblocks are durable at once.
     pub flush_interval_ms: u64,
+    /// How often the retention sweep deletes the state of entities the policy calls idle,
+    /// in seconds; 0 turns it off. Default 3600: the default policy's states go idle a day
+    /// (or an unblock window) after their last use, so an hour late costs little, and an
+    /// hourly walk of the store is a small background load. In a fleet every host sweeps the
+    /// shared store; that is safe (deletes are compare-and-delete), and hosts beyond the
+    /// first may set 0.
+    pub sweep_interval_secs: u64,
+    /// Keys per page of the retention sweep. Default 256: each page is one store read, one
+    /// `idle` call and (for idle states) one delete per key, a few milliseconds, and the sweep
+    /// pauses between pages, so decisions never queue behind it.
+    pub sweep_page_size: usize,
 }
 
 impl Default for ServeConfig {
@@ -195,6 +206,8 @@ impl Default for ServeConfig {
             request_timeout_secs: 10,
             shutdown_grace_secs: 10,
             flush_interval_ms: 1000,
+            sweep_interval_secs: 3600,
+            sweep_page_size: 256,
         }
     }
 }

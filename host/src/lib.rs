@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod native;
 pub mod normalize;
 pub mod reload;
+pub mod retention;
 pub mod sandbox;
 pub mod serve;
 pub mod service;

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub protocol_errors: Family<KindLabel, Counter>,
     /// Open policy-service connections.
     pub connections: Gauge,
+    /// Retention sweep results since start, by outcome (`examined`, `removed`, `faults`).
+    pub retention: Family<KindLabel, Counter>,
+    /// Entities with stored state, as counted after the last retention sweep.
+    pub entities: Gauge,
     /// Alerts handled since start, by outcome (set from the dispatcher at scrape time).
     pub alerts: Family<KindLabel, Gauge>,
     /// Alert notifications since start, by sink and outcome.
@@ -105,6 +109,18 @@ impl Default for Metrics {
             "Open policy-service connections",
             connections.clone(),
         );
+        let retention = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "retention",
+            "Retention sweep: states examined, removed as idle, kept after a policy fault",
+            retention.clone(),
+        );
+        let entities = Gauge::default();
+        registry.register(
+            "entities",
+            "Entities with stored state, counted after each retention sweep",
+            entities.clone(),
+        );
         let alerts = Family::<KindLabel, Gauge>::default();
         registry.register(
             "alerts",
@@ -119,6 +135,8 @@ impl Default for Metrics {
         );
         Metrics {
             registry,
+            retention,
+            entities,
             alerts,
             alert_notifications,
             decisions,

@@ -135,6 +135,11 @@ impl NativePolicy {
             .map(|r| r.map(restriction_out))
     }
 
+    /// As `engine.idle`.
+    pub fn idle(&self, state: &[u8], now: i64) -> bool {
+        self.policy.idle(state, now)
+    }
+
     /// As `engine.render-bounce`.
     pub fn render_bounce(&self, request: &b::BounceRequest) -> String {
         let request = g::BounceRequest {

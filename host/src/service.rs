@@ -506,6 +506,16 @@ mod tests {
         fn entity_count(&self) -> Result<u64, StoreError> {
             Ok(0)
         }
+        fn scan_keys(
+            &self,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<quench_store::KeyPage, StoreError> {
+            Ok(quench_store::KeyPage::default())
+        }
+        fn remove_if(&self, _: &str, _: &mut dyn FnMut(&[u8]) -> bool) -> Result<bool, StoreError> {
+            Ok(false)
+        }
     }
 
     fn submission() -> Submission {

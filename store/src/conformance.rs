@@ -44,6 +44,11 @@ pub fn run_all<S: StateStore>(mut new_store: impl FnMut() -> S) {
         ("audit_append_assigns_seq", audit_append_assigns_seq),
         ("audit_query_filters", audit_query_filters),
         ("concurrent_audit_appends", concurrent_audit_appends),
+        ("scan_walks_every_key", scan_walks_every_key),
+        (
+            "remove_if_removes_what_it_is_told",
+            remove_if_removes_what_it_is_told,
+        ),
     ];
     for (name, check) in checks {
         eprintln!("conformance: {name}");
@@ -555,4 +560,124 @@ pub fn concurrent_audit_appends(store: &dyn StateStore) {
         (0..PER_THREAD as i64).collect::<Vec<_>>(),
         "one thread's appends stay in its order"
     );
+}
+
+/// Keys written by [`scan_walks_every_key`]: several pages of every backend's page size.
+pub const SCAN_KEYS: usize = 1_234;
+
+/// A walk with a small page size returns every key with state (duplicates allowed), keys
+/// with only a restricted-index entry are not keys with state, and the walk ends.
+pub fn scan_walks_every_key(store: &dyn StateStore) {
+    let mut written = BTreeSet::new();
+    for i in 0..SCAN_KEYS {
+        let key = format!("user:s{i}@contoso.com");
+        let durability = if i % 3 == 0 {
+            Durability::Immediate
+        } else {
+            Durability::Lazy
+        };
+        set(store, &key, b"x", durability);
+        written.insert(key);
+    }
+    mark(store, "user:index-only@contoso.com", true);
+    store.flush().unwrap();
+    let mut seen = BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    for page_number in 0.. {
+        assert!(page_number < 10 * SCAN_KEYS, "the walk does not end");
+        let page = store
+            .scan_keys(cursor.as_deref(), 100)
+            .unwrap_or_else(|err| panic!("page {page_number} of the walk: {err}"));
+        seen.extend(page.keys);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen, written,
+        "the walk returns exactly the keys with state"
+    );
+}
+
+/// `remove_if` deletes a key (state and index entry) only when its closure says so, never
+/// asks about a key without state, and a removed key reads as new.
+pub fn remove_if_removes_what_it_is_told(store: &dyn StateStore) {
+    let idle = |state: &[u8]| state == b"idle";
+    set(
+        store,
+        "user:quiet@contoso.com",
+        b"idle",
+        Durability::Immediate,
+    );
+    set(
+        store,
+        "user:busy@contoso.com",
+        b"busy",
+        Durability::Immediate,
+    );
+    store
+        .update("user:lifted@contoso.com", &mut |_| Update {
+            state: Some(b"idle".to_vec()),
+            durability: Durability::Immediate,
+            restricted: Some(true),
+        })
+        .unwrap();
+    store.flush().unwrap();
+    assert_eq!(store.entity_count().unwrap(), 3);
+
+    let mut asked = Vec::new();
+    let mut forget = |state: &[u8]| {
+        asked.push(state.to_vec());
+        idle(state)
+    };
+    assert!(
+        store
+            .remove_if("user:quiet@contoso.com", &mut forget)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remove_if("user:busy@contoso.com", &mut forget)
+            .unwrap()
+    );
+    assert!(
+        store
+            .remove_if("user:lifted@contoso.com", &mut forget)
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remove_if("user:never@contoso.com", &mut forget)
+            .unwrap()
+    );
+    assert_eq!(
+        asked,
+        [&b"idle"[..], b"busy", b"idle"],
+        "asked once per key with state, with that state"
+    );
+
+    assert_eq!(store.get("user:quiet@contoso.com").unwrap(), None);
+    assert_eq!(store.get("user:lifted@contoso.com").unwrap(), None);
+    assert_eq!(
+        store.get("user:busy@contoso.com").unwrap().as_deref(),
+        Some(&b"busy"[..])
+    );
+    assert!(
+        store.restricted_keys().unwrap().is_empty(),
+        "the index entry goes with the state"
+    );
+    assert_eq!(store.entity_count().unwrap(), 1);
+    store
+        .update("user:quiet@contoso.com", &mut |state| {
+            assert!(state.is_empty(), "a removed key starts from empty state");
+            Update {
+                state: Some(b"again".to_vec()),
+                durability: Durability::Immediate,
+                restricted: None,
+            }
+        })
+        .unwrap();
+    assert_eq!(store.entity_count().unwrap(), 2);
+    store.flush().unwrap();
 }

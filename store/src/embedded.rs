@@ -48,7 +48,7 @@ use redb::{
 
 use crate::audit_filter::{Newest, Plan};
 use crate::write_buffer::WriteBuffer;
-use crate::{AuditQuery, AuditRecord, Durability, StateStore, StoreError, Update};
+use crate::{AuditQuery, AuditRecord, Durability, KeyPage, StateStore, StoreError, Update};
 
 /// The database file inside the data directory.
 const FILE_NAME: &str = "quench.redb";
@@ -380,6 +380,70 @@ impl StateStore for EmbeddedStore {
             return Ok(Some(pending.state.clone()));
         }
         self.read_state(key)
+    }
+
+    /// Keys in order, `limit` per page, from the file. Keys whose only state is still in the
+    /// write buffer (written in the last second) are on disk by the next flush.
+    fn scan_keys(&self, cursor: Option<&str>, limit: usize) -> Result<KeyPage, StoreError> {
+        use std::ops::Bound;
+        let context = || "walk of entity keys".to_owned();
+        let txn = self.read_txn(&context())?;
+        let table = txn
+            .open_table(STATE)
+            .map_err(|e| redb_error(context(), e))?;
+        let start = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+        let range = table
+            .range::<&str>((start, Bound::Unbounded))
+            .map_err(|e| redb_error(context(), e))?;
+        let limit = limit.max(1);
+        let mut keys = Vec::with_capacity(limit.min(4096));
+        for entry in range.take(limit) {
+            let (key, _) = entry.map_err(|e| redb_error(context(), e))?;
+            keys.push(key.value().to_owned());
+        }
+        let next = (keys.len() == limit).then(|| keys[limit - 1].clone());
+        Ok(KeyPage { keys, next })
+    }
+
+    /// A key with a buffered write was written within the last second: it is kept without
+    /// asking. Otherwise the state on disk is asked about and deleted in one lazy commit
+    /// (made durable by the next flush), under the key's buffer lock so no update interleaves.
+    fn remove_if(
+        &self,
+        key: &str,
+        forget: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, StoreError> {
+        let shard = self.buffer.shard(key);
+        if shard.contains_key(key) {
+            return Ok(false);
+        }
+        let Some(state) = self.read_state(key)? else {
+            return Ok(false);
+        };
+        if !forget(&state) {
+            return Ok(false);
+        }
+        let context = || format!("removal of {key}");
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|e| redb_error(context(), e))?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| redb_error(context(), e))?;
+        self.lazy_pending.store(true, Ordering::SeqCst);
+        {
+            txn.open_table(STATE)
+                .map_err(|e| redb_error(context(), e))?
+                .remove(key)
+                .map_err(|e| redb_error(context(), e))?;
+            txn.open_table(RESTRICTED)
+                .map_err(|e| redb_error(context(), e))?
+                .remove(key)
+                .map_err(|e| redb_error(context(), e))?;
+        }
+        txn.commit().map_err(|e| redb_error(context(), e))?;
+        drop(shard);
+        Ok(true)
     }
 
     fn restricted_keys(&self) -> Result<Vec<String>, StoreError> {

@@ -93,6 +93,15 @@ pub struct AuditQuery {
     pub limit: Option<usize>,
 }
 
+/// One page of a walk over every key with state ([`StateStore::scan_keys`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    /// Entity keys on this page.
+    pub keys: Vec<String>,
+    /// Where the next page starts; `None` when the walk is complete.
+    pub next: Option<String>,
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -127,6 +136,25 @@ pub trait StateStore: Send + Sync {
 
     /// How many entities have stored state.
     fn entity_count(&self) -> Result<u64, StoreError>;
+
+    /// A page of the walk over every key with state: start with `cursor = None`, then pass
+    /// the previous page's [`KeyPage::next`] until it is `None`. `limit` is the page size the
+    /// caller would like (a backend may return somewhat more or fewer). A key that has state
+    /// for the whole walk is returned at least once (possibly twice on Redis); keys written
+    /// or removed during the walk may or may not be. Used by the retention sweep.
+    fn scan_keys(&self, cursor: Option<&str>, limit: usize) -> Result<KeyPage, StoreError>;
+
+    /// Atomically read `key`'s state and, if `forget` says so, delete the state and the key's
+    /// restricted-index entry; returns whether it was deleted. A key with no state is not
+    /// deleted (`forget` is not asked), and a backend may keep, without asking, a key written
+    /// since the last [`StateStore::flush`] (it is active anyway). The deletion may be lazy (lost in a crash within about
+    /// a second): that only keeps a state that could have gone. Used by the retention sweep
+    /// with the policy's `idle` as `forget`.
+    fn remove_if(
+        &self,
+        key: &str,
+        forget: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, StoreError>;
 
     /// Forget every entity's state and the restricted index (the audit log stays). Used
     /// when an operator swaps in a policy with another state format and asks to reset

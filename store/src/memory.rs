@@ -5,7 +5,7 @@ use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::audit_filter::Newest;
-use crate::{AuditQuery, AuditRecord, StateStore, StoreError, Update};
+use crate::{AuditQuery, AuditRecord, KeyPage, StateStore, StoreError, Update};
 
 /// How many independently locked shards hold the entity states. Updates of keys in different
 /// shards never wait for each other; 64 is far more than the cores of any host quench runs on,
@@ -87,6 +87,40 @@ impl StateStore for MemoryStore {
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.shard(key).get(key).cloned())
+    }
+
+    /// One shard per page, whatever `limit` says; the cursor is the next shard's index.
+    fn scan_keys(&self, cursor: Option<&str>, _limit: usize) -> Result<KeyPage, StoreError> {
+        let index = match cursor {
+            None => 0,
+            Some(c) => c.parse::<usize>().map_err(|_| {
+                StoreError::Other(anyhow::anyhow!("not a memory-store cursor: {c:?}"))
+            })?,
+        };
+        let Some(shard) = self.shards.get(index) else {
+            return Ok(KeyPage::default());
+        };
+        let mut keys: Vec<String> = lock(shard).keys().cloned().collect();
+        keys.sort_unstable();
+        let next = (index + 1 < SHARDS).then(|| (index + 1).to_string());
+        Ok(KeyPage { keys, next })
+    }
+
+    fn remove_if(
+        &self,
+        key: &str,
+        forget: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, StoreError> {
+        let mut shard = self.shard(key);
+        let Some(state) = shard.get(key) else {
+            return Ok(false);
+        };
+        if !forget(state) {
+            return Ok(false);
+        }
+        shard.remove(key);
+        lock(&self.restricted).remove(key);
+        Ok(true)
     }
 
     fn restricted_keys(&self) -> Result<Vec<String>, StoreError> {

@@ -42,7 +42,7 @@ use anyhow::anyhow;
 use redis::{Client, Connection, RedisError, RedisResult, Script, ServerErrorKind};
 
 use crate::audit_filter::{Newest, Plan};
-use crate::{AuditQuery, AuditRecord, StateStore, StoreError, Update};
+use crate::{AuditQuery, AuditRecord, KeyPage, StateStore, StoreError, Update};
 
 /// Compare-and-set of one entity's state and its restricted-index entry.
 ///
@@ -110,6 +110,19 @@ end
 return 1
 ";
 
+/// Deletes one entity's state if it is still exactly what the retention sweep judged idle,
+/// with its restricted-index entry and the entity count.
+///
+/// KEYS: state, restricted set, entity counter. ARGV: the state that was read, the entity key.
+/// Returns 1 when deleted, 0 when the state changed (the entity is active again: kept).
+const REMOVE_IF_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+if redis.call('DECR', KEYS[3]) <= 0 then redis.call('DEL', KEYS[3]) end
+return 1
+";
+
 /// Audit records fetched per round trip when scanning the log.
 const AUDIT_BATCH: usize = 256;
 
@@ -173,6 +186,7 @@ pub struct RedisStore {
     append_script: Script,
     clear_batch_script: Script,
     clear_index_script: Script,
+    remove_if_script: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -203,6 +217,7 @@ impl RedisStore {
             append_script: Script::new(APPEND_SCRIPT),
             clear_batch_script: Script::new(CLEAR_BATCH_SCRIPT),
             clear_index_script: Script::new(CLEAR_INDEX_SCRIPT),
+            remove_if_script: Script::new(REMOVE_IF_SCRIPT),
         })
     }
 
@@ -554,6 +569,68 @@ impl StateStore for RedisStore {
                 )));
             }
         }
+    }
+
+    /// `SCAN` over `P state:*`, `limit` as its `COUNT` hint; the cursor is Redis's. Like
+    /// `SCAN`, it may return a key twice and returns every key present for the whole walk.
+    fn scan_keys(&self, cursor: Option<&str>, limit: usize) -> Result<KeyPage, StoreError> {
+        let state_prefix = self.key(&["state:"]);
+        let pattern = format!("{}*", glob_escape(&state_prefix));
+        let cursor: u64 = match cursor {
+            None => 0,
+            Some(c) => c
+                .parse()
+                .map_err(|_| StoreError::Other(anyhow!("not a Redis SCAN cursor: {c:?}")))?,
+        };
+        let mut lease = self.lease(|| "walk of entity keys".to_owned())?;
+        let (next, keys) = lease.run(Step::Read, |c| {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(limit.max(1))
+                .query::<(u64, Vec<Vec<u8>>)>(c)
+        })?;
+        let keys = keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(state_prefix.as_bytes()))
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        Ok(KeyPage {
+            keys,
+            next: (next != 0).then(|| next.to_string()),
+        })
+    }
+
+    /// Reads the state, asks `forget`, and deletes by compare-and-delete: a state another
+    /// host changed meanwhile is kept (its entity is active), so there is no retry.
+    fn remove_if(
+        &self,
+        key: &str,
+        forget: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, StoreError> {
+        let state_key = self.key(&["state:", key]);
+        let mut lease = self.lease(|| format!("removal of {key}"))?;
+        let Some(state) = lease.run(Step::Read, |c| {
+            redis::cmd("GET")
+                .arg(&state_key)
+                .query::<Option<Vec<u8>>>(c)
+        })?
+        else {
+            return Ok(false);
+        };
+        if !forget(&state) {
+            return Ok(false);
+        }
+        let mut invocation = self.remove_if_script.prepare_invoke();
+        invocation
+            .key(&state_key)
+            .key(self.key(&["restricted"]))
+            .key(self.key(&["entities"]))
+            .arg(state.as_slice())
+            .arg(key);
+        Ok(lease.run(Step::Write, |c| invocation.invoke::<i64>(c))? == 1)
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -9,6 +9,7 @@
 //! | `deterministic`    | the same inputs give the same outputs, warm instance or fresh            |
 //! | `state-round-trip` | returned state is read back (by `describe`, by a fresh instance)         |
 //! | `unblock-limit`    | readers are refused, unblocks stop at the limit, support goes past it    |
+//! | `idle`             | a state `idle` lets the host delete answers exactly like no state       |
 //! | `bounce`           | `render-bounce` writes an RFC 3464 multipart/report                      |
 //!
 //! Every call goes through [`crate::Sandbox`] under the configured limits, so a trap, a loop
@@ -31,6 +32,7 @@ mod contract;
 mod determinism;
 mod drive;
 mod generate;
+mod idle;
 mod report;
 mod round_trip;
 mod totality;
@@ -98,6 +100,10 @@ const CHECKS: &[(&str, &str)] = &[
     (
         "unblock-limit",
         "readers cannot unblock; unblocks stop at the limit; support goes past it",
+    ),
+    (
+        "idle",
+        "a state idle lets the host delete answers exactly like no state",
     ),
     (
         "bounce",
@@ -209,6 +215,7 @@ pub fn run(options: &KitOptions) -> Report {
                     "deterministic" => determinism::check(loaded, options),
                     "state-round-trip" => round_trip::check(loaded),
                     "unblock-limit" => unblock_limit::check(loaded),
+                    "idle" => idle::check(loaded),
                     "bounce" => bounce::check(loaded),
                     _ => unreachable!("every check id is dispatched"),
                 },

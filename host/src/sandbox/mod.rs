@@ -400,6 +400,17 @@ impl Sandbox {
         })
     }
 
+    /// Whether `state` is equivalent to no state at `now` and later, so the store may drop
+    /// it (see the WIT `idle`). Only the background sweep asks.
+    pub fn idle(&self, state: &[u8], now: Timestamp) -> Result<bool, SandboxError> {
+        self.call(|i| {
+            i.bindings
+                .quench_policy_policy()
+                .engine()
+                .call_idle(&mut i.store, i.engine, state, now)
+        })
+    }
+
     /// Render an RFC 3464 bounce for a refused message.
     pub fn render_bounce(&self, request: &BounceRequest) -> Result<String, SandboxError> {
         self.call(|i| {

@@ -8,8 +8,9 @@ pub mod mapping;
 use crate::admin::Tokens;
 use crate::alerts::AlertDispatcher;
 use crate::config::ServeConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{KindLabel, Metrics};
 use crate::reload::Reloader;
+use crate::retention::{self, SweepReport};
 use crate::sandbox::SandboxError;
 use crate::service::Service;
 use anyhow::{Context, Result};
@@ -146,6 +147,16 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
+    if config.sweep_interval_secs > 0 {
+        background.spawn(sweep_periodically(
+            service.clone(),
+            metrics.clone(),
+            Duration::from_secs(config.sweep_interval_secs),
+            config.sweep_page_size.max(1),
+            stop_rx.clone(),
+        ));
+    }
+
     if let Some(reloader) = reloader {
         background.spawn(reload_on_sighup(reloader, stop_rx.clone()));
     }
@@ -237,6 +248,82 @@ async fn flush_periodically(
             Ok(Err(error)) => tracing::warn!(%error, "periodic flush failed"),
             Err(error) => tracing::warn!(%error, "periodic flush task failed"),
         }
+    }
+}
+
+/// Pause between pages of a retention sweep. A page takes a few milliseconds of one core;
+/// pausing as long again keeps the sweep to a fraction of a core, and a store of a million
+/// entities (about 4,000 pages) is still swept within a minute or two.
+const SWEEP_PAUSE: Duration = Duration::from_millis(5);
+
+/// Run the retention sweep (`crate::retention`) at start and every `every`, a page at a time
+/// on the blocking pool, until `stop`.
+async fn sweep_periodically(
+    service: Arc<Service>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    page_size: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = crate::time::now();
+        let mut total = SweepReport::default();
+        let mut cursor: Option<String> = None;
+        let finished = loop {
+            let page_service = service.clone();
+            let page_cursor = cursor.clone();
+            let page = tokio::task::spawn_blocking(move || {
+                retention::sweep_page(&page_service, page_cursor.as_deref(), page_size, now)
+            })
+            .await;
+            let (report, next) = match page {
+                Ok(Ok(page)) => page,
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %format!("{error:#}"), "retention sweep stopped");
+                    break false;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "retention sweep task failed");
+                    break false;
+                }
+            };
+            for (kind, n) in [
+                ("examined", report.examined),
+                ("removed", report.removed),
+                ("faults", report.faults),
+            ] {
+                metrics
+                    .retention
+                    .get_or_create(&KindLabel { kind })
+                    .inc_by(n);
+            }
+            total.add(report);
+            let Some(next) = next else { break true };
+            cursor = Some(next);
+            tokio::select! {
+                _ = tokio::time::sleep(SWEEP_PAUSE) => {}
+                _ = stop.changed() => return,
+            }
+        };
+        let store = service.store().clone();
+        if let Ok(Ok(count)) = tokio::task::spawn_blocking(move || store.entity_count()).await {
+            metrics
+                .entities
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        tracing::info!(
+            finished,
+            examined = total.examined,
+            removed = total.removed,
+            faults = total.faults,
+            "retention sweep"
+        );
     }
 }
 

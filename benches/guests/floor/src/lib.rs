@@ -66,6 +66,10 @@ mod component {
             Ok(None)
         }
 
+        fn idle(&self, state: Vec<u8>, _now: i64) -> bool {
+            state.is_empty()
+        }
+
         fn render_bounce(&self, _request: w::BounceRequest) -> String {
             String::new()
         }

@@ -195,6 +195,10 @@ impl w::GuestEngine for crate::Policy {
         Ok(crate::Policy::describe(self, &state, now)?.map(|r| restriction(self, entity, r)))
     }
 
+    fn idle(&self, state: Vec<u8>, now: i64) -> bool {
+        crate::Policy::idle(self, &state, now)
+    }
+
     fn render_bounce(&self, request: w::BounceRequest) -> String {
         crate::bounce::render(&crate::bounce::Request {
             reporting_mta: request.reporting_mta,

@@ -12,7 +12,7 @@
 //! - [`config`]: the `[policy]` table, validated with one readable error per problem;
 //! - [`state`]: the per-entity state and its versioned encoding ([`state::FORMAT`]);
 //! - [`window`]: the sliding hour of external/internal counts;
-//! - [`rule`]: evaluate, unblock, describe, in plain Rust types;
+//! - [`rule`]: evaluate, unblock, describe, idle, in plain Rust types;
 //! - [`bounce`]: the RFC 3464 delivery status notification;
 //! - [`time`]: date formatting;
 //! - `component` (wasm32 only): the `wit-bindgen` glue exporting it all as `quench:policy`.
@@ -66,6 +66,11 @@ impl Policy {
         now: i64,
     ) -> Result<Unblocked, UnblockRefusal> {
         rule::unblock(&self.settings, state, authority, now)
+    }
+
+    /// Whether the state may be deleted: it answers like no state from `now` on.
+    pub fn idle(&self, state: &[u8], now: i64) -> bool {
+        rule::idle(&self.settings, state, now)
     }
 
     /// The entity's restriction, if any; `Err` for unreadable state.

@@ -217,6 +217,21 @@ pub fn describe(settings: &Settings, bytes: &[u8], now: i64) -> Result<Option<Re
         .map(|trip| restricted(settings, &st, trip, now)))
 }
 
+/// Whether the state is equivalent to no state at `now` and later, so the host may delete
+/// it: not restricted, no unblock left in the unblock window, nothing counted in the hour
+/// (counts the clock put ahead of `now` are folded in by `advance`, so they keep it).
+/// Unreadable state is never idle: it may hold a restriction.
+pub fn idle(settings: &Settings, bytes: &[u8], now: i64) -> bool {
+    let Ok(mut st) = state::decode(bytes) else {
+        return false;
+    };
+    let since = now.saturating_sub(settings.unblock_window_seconds());
+    st.window.advance(now);
+    st.restriction.is_none()
+        && st.unblocks.iter().all(|&t| t <= since)
+        && st.window.totals() == (0, 0)
+}
+
 fn restricted(settings: &Settings, st: &State, trip: Trip, now: i64) -> Restricted {
     let since = now.saturating_sub(settings.unblock_window_seconds());
     let used = st.unblocks.iter().filter(|&&t| t > since).count() as u32;

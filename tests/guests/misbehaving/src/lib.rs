@@ -18,8 +18,8 @@
 //!
 //! | mode                 | fault                                                       |
 //! |----------------------|-------------------------------------------------------------|
-//! | `trap`               | every `evaluate` panics                                     |
-//! | `loop`               | every `evaluate` loops forever                              |
+//! | `trap`               | every `evaluate` and `idle` panics                          |
+//! | `loop`               | every `evaluate` and `idle` loops forever                   |
 //! | `grow`               | every `evaluate` allocates without bound                    |
 //! | `oversize`           | every `evaluate` returns a 1 MiB state                      |
 //! | `noreply`            | every `evaluate` rejects without an SMTP reply              |
@@ -28,11 +28,12 @@
 //! | `lax-config`         | unknown config keys are accepted silently                   |
 //! | `unlimited-unblocks` | every submission restricts; any role may always unblock     |
 //! | `bad-bounce`         | `render-bounce` returns text that is not a DSN              |
+//! | `eager-idle`         | refuses from an entity's 2nd call on; `idle` says every state may go |
 //!
 //! Config text `trap` makes `create` itself trap; `invalid` makes it return config errors.
 //! Any other key than `mode` is refused with a config error naming it (unless `lax-config`).
 //! With no mode the fixture is a well-behaved (if useless) policy: it never restricts and
-//! renders a minimal RFC 3464 bounce.
+//! renders a minimal RFC 3464 bounce; its `idle` only lets empty state go.
 
 /// The whole-policy faults `mode = "..."` selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub enum Mode {
     UnlimitedUnblocks,
     /// `render-bounce` returns junk.
     BadBounce,
+    /// Refuses once an entity has state, yet calls every state idle (deletable).
+    EagerIdle,
 }
 
 /// The `mode` values, as written in the config.
@@ -74,6 +77,7 @@ pub const MODES: &[(&str, Mode)] = &[
     ("lax-config", Mode::LaxConfig),
     ("unlimited-unblocks", Mode::UnlimitedUnblocks),
     ("bad-bounce", Mode::BadBounce),
+    ("eager-idle", Mode::EagerIdle),
 ];
 
 /// Parse the fixture's config: `key = value` lines, only `mode` known. Returns the mode or
@@ -277,6 +281,10 @@ mod component {
                 (Mode::Nondeterministic, _) => {
                     new_state = count(&state).wrapping_add(calls).to_le_bytes().to_vec();
                 }
+                (Mode::EagerIdle, _) if !state.is_empty() => {
+                    action = w::Action::Reject;
+                    reply = Some(refusal());
+                }
                 (Mode::UnlimitedUnblocks, _) if !submission.recipients.is_empty() => {
                     action = w::Action::Reject;
                     reply = Some(refusal());
@@ -328,6 +336,15 @@ mod component {
                 return Ok(Some(restriction(entity, now)));
             }
             Ok(None)
+        }
+
+        fn idle(&self, state: Vec<u8>, _now: i64) -> bool {
+            match self.mode {
+                Mode::Trap => panic!("idle asked to trap"),
+                Mode::Loop => spin(),
+                Mode::EagerIdle => true,
+                _ => state.is_empty(),
+            }
         }
 
         fn render_bounce(&self, request: w::BounceRequest) -> String {

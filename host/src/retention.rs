@@ -1,0 +1,100 @@
+//! Retention: deleting the state of entities the policy calls idle.
+//!
+//! Every sender quench ever sees gets a state, and without retention the store grows with
+//! each of them forever: a site's churn, or a hostile client cycling envelope senders, would
+//! fill the disk. Only the policy knows when a state has stopped mattering (its windows, its
+//! restriction, its unblock history), so the sweep walks the store a page at a time and asks
+//! the policy's `idle` about each state; a state called idle is deleted together with its
+//! restricted-index entry, atomically with respect to decisions on that entity (a state that
+//! changed since it was read is kept). The audit log is never touched.
+//!
+//! The sweep runs in the background (`quench serve` every `[serve] sweep_interval_secs`),
+//! never on the decision path. A policy fault on one state (a trap, the deadline) keeps that
+//! state and is counted; a store error ends the sweep, and the next one starts over.
+
+use crate::bindings::Timestamp;
+use crate::service::Service;
+use anyhow::{Context, Result};
+
+/// What a sweep (or one page of it) did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// States the policy was asked about.
+    pub examined: u64,
+    /// States deleted as idle.
+    pub removed: u64,
+    /// States kept because the policy failed on them (trap, deadline).
+    pub faults: u64,
+}
+
+impl SweepReport {
+    /// Add `other`'s counts to these.
+    pub fn add(&mut self, other: SweepReport) {
+        self.examined += other.examined;
+        self.removed += other.removed;
+        self.faults += other.faults;
+    }
+}
+
+/// Sweep one page of the store's keys, starting at `cursor` (`None` for the first page).
+/// Returns what it did and the cursor of the next page (`None` when the walk is done). Each
+/// page uses the policy in force when it starts.
+pub fn sweep_page(
+    service: &Service,
+    cursor: Option<&str>,
+    page_size: usize,
+    now: Timestamp,
+) -> Result<(SweepReport, Option<String>)> {
+    let store = service.store();
+    let page = store
+        .scan_keys(cursor, page_size)
+        .context("listing entity keys for the retention sweep")?;
+    let policy = service.policy();
+    let mut report = SweepReport::default();
+    for key in &page.keys {
+        let mut fault = None;
+        let removed = store
+            .remove_if(key, &mut |state| {
+                report.examined += 1;
+                match policy.sandbox.idle(state, now) {
+                    Ok(idle) => idle,
+                    Err(error) => {
+                        fault = Some(error);
+                        false
+                    }
+                }
+            })
+            .with_context(|| format!("retention sweep of {key}"))?;
+        if removed {
+            report.removed += 1;
+        }
+        if let Some(error) = fault {
+            report.faults += 1;
+            tracing::warn!(%key, %error, "policy failed on idle; state kept");
+        }
+    }
+    Ok((report, page.next))
+}
+
+/// Sweep the whole store at `now`, `page_size` keys at a time; `between_pages` runs after
+/// each page and ends the sweep early by returning `false` (shutdown, pacing).
+pub fn sweep(
+    service: &Service,
+    page_size: usize,
+    now: Timestamp,
+    mut between_pages: impl FnMut(&SweepReport) -> bool,
+) -> Result<SweepReport> {
+    let mut total = SweepReport::default();
+    let mut cursor: Option<String> = None;
+    loop {
+        let (report, next) = sweep_page(service, cursor.as_deref(), page_size, now)?;
+        total.add(report);
+        let Some(next) = next else {
+            return Ok(total);
+        };
+        if !between_pages(&report) {
+            return Ok(total);
+        }
+        cursor = Some(next);
+    }
+}
