@@ -81,6 +81,11 @@ struct Received {
     path: String,
     content_type: String,
     body: serde_json::Value,
+    /// The body as sent, byte for byte (what a signature covers).
+    raw: Vec<u8>,
+    /// `X-Quench-Timestamp` and `X-Quench-Signature`, when sent.
+    timestamp: Option<String>,
+    signature: Option<String>,
 }
 
 /// A tiny HTTP/1.1 server on 127.0.0.1: answers each POST with the next scripted status (200
@@ -155,6 +160,7 @@ fn serve_one(
     reader.read_line(&mut request_line)?;
     let mut length = 0;
     let mut content_type = String::new();
+    let (mut timestamp, mut signature) = (None, None);
     loop {
         let mut line = String::new();
         reader.read_line(&mut line)?;
@@ -166,6 +172,8 @@ fn serve_one(
         match name.to_ascii_lowercase().as_str() {
             "content-length" => length = value.trim().parse().unwrap_or(0),
             "content-type" => content_type = value.trim().to_string(),
+            "x-quench-timestamp" => timestamp = Some(value.trim().to_string()),
+            "x-quench-signature" => signature = Some(value.trim().to_string()),
             _ => {}
         }
     }
@@ -178,6 +186,9 @@ fn serve_one(
         path: parts.next().unwrap_or_default().to_string(),
         content_type,
         body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        raw: body,
+        timestamp,
+        signature,
     });
     let mut stream = stream;
     write!(
@@ -291,7 +302,78 @@ fn webhook_receives_the_alert_as_json() {
         (1, 1, 1)
     );
     assert_eq!((stats.webhook.delivered, stats.webhook.failed), (1, 0));
+    assert_eq!(
+        (&got.timestamp, &got.signature),
+        (&None, &None),
+        "no secret, no signature"
+    );
     assert!(rt.block_on(alerts.shutdown(WAIT)));
+}
+
+#[test]
+fn webhook_calls_are_signed_with_the_secret_from_its_file() {
+    use hmac::{Hmac, Mac};
+    let receiver = Receiver::start(&[503]);
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("webhook.secret");
+    std::fs::write(&secret_file, "s3cr3t-shared-with-the-receiver\n").unwrap();
+    let config = AlertsConfig {
+        webhook: Some(WebhookConfig {
+            secret_file: Some(secret_file),
+            ..webhook(receiver.url())
+        }),
+        ..AlertsConfig::default()
+    };
+    let rt = runtime();
+    let alerts = AlertDispatcher::start(&config, rt.handle().clone()).expect("start");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(alerts.submit(&restricted("alice@contoso.com", DAY1 + 3600)));
+    assert!(rt.block_on(alerts.flush(WAIT)), "flush timed out");
+
+    // The first call was answered 503 and retried: both are signed, each afresh.
+    let received = receiver.drain();
+    assert_eq!(received.len(), 2, "{received:?}");
+    for got in &received {
+        let timestamp = got.timestamp.as_deref().expect("X-Quench-Timestamp");
+        let sent_at: i64 = timestamp.parse().expect("Unix seconds");
+        assert!(
+            (before..before + 60).contains(&sent_at),
+            "the time of sending, not of the alert"
+        );
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(b"s3cr3t-shared-with-the-receiver").unwrap();
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(&got.raw);
+        let expected = format!("v1={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(got.signature.as_deref(), Some(expected.as_str()));
+        assert_eq!(got.body["entity"]["id"], "alice@contoso.com");
+    }
+    assert!(rt.block_on(alerts.shutdown(WAIT)));
+
+    // A secret file that is missing or empty is a startup error naming the key.
+    for (name, content) in [("missing", None), ("empty", Some("\n"))] {
+        let file = dir.path().join(name);
+        if let Some(content) = content {
+            std::fs::write(&file, content).unwrap();
+        }
+        let config = AlertsConfig {
+            webhook: Some(WebhookConfig {
+                secret_file: Some(file),
+                ..webhook(receiver.url())
+            }),
+            ..AlertsConfig::default()
+        };
+        let error = AlertDispatcher::start(&config, rt.handle().clone())
+            .err()
+            .unwrap_or_else(|| panic!("{name} secret file accepted"));
+        assert!(
+            format!("{error:#}").contains("alerts.webhook.secret_file"),
+            "{name}: {error:#}"
+        );
+    }
 }
 
 #[test]

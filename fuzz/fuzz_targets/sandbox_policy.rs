@@ -93,6 +93,7 @@ enum Op {
         message_id: Option<String>,
     },
     Describe,
+    Idle,
     Unblock {
         role: u8,
         admin: String,
@@ -186,6 +187,12 @@ fuzz_target!(|session: Session| {
                     described.map_err(drop),
                     native.describe(&state, &entity, now).map_err(drop)
                 );
+            }
+            Op::Idle => {
+                let idle = sandbox
+                    .idle(&state, now)
+                    .unwrap_or_else(|fault| panic!("idle faulted: {fault:#}"));
+                assert_eq!(idle, native.idle(&state, now), "idle disagrees");
             }
             Op::Unblock { role, admin } => {
                 let request = UnblockRequest {

@@ -181,6 +181,12 @@ pub struct WebhookConfig {
     /// minute). Default 1000: 1 s, 2 s, 4 s spans a typical service restart.
     #[serde(default = "default_backoff")]
     pub retry_backoff_ms: u64,
+    /// A file holding the secret that signs every call (trailing newline ignored), so the
+    /// receiver can tell quench's alerts from forgeries; the config file holds no secret. When
+    /// set, each POST carries `X-Quench-Timestamp` (Unix seconds at sending) and
+    /// `X-Quench-Signature: v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`. Default: unsigned.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
 }
 
 fn default_webhook_timeout() -> u64 {
@@ -375,6 +381,7 @@ impl WebhookConfig {
             timeout_secs: default_webhook_timeout(),
             retries: default_retries(),
             retry_backoff_ms: default_backoff(),
+            secret_file: None,
         }
     }
 

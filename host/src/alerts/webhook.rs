@@ -12,6 +12,12 @@
 //!   "time": "2026-11-18T09:46:40Z"
 //! }
 //! ```
+//!
+//! With `secret_file` set, every call is signed: `X-Quench-Timestamp` is the Unix time of
+//! sending, and `X-Quench-Signature` is `v1=` and the hex HMAC-SHA256, keyed with the secret,
+//! of the timestamp, a `.` and the exact body bytes. A receiver recomputes it, compares in
+//! constant time, and refuses a timestamp older than a few minutes (a replayed call). Retries
+//! are signed afresh.
 
 use super::config::WebhookConfig;
 use super::sink::{Failure, Notification, Sink, error_chain, severity_name};
@@ -65,6 +71,34 @@ impl<'a> WebhookPayload<'a> {
 pub(crate) struct WebhookSink {
     client: reqwest::Client,
     url: reqwest::Url,
+    /// The signing secret, when the config names one.
+    secret: Option<Vec<u8>>,
+}
+
+/// The `X-Quench-Signature` value for `body` sent at `timestamp`: `v1=` and the hex
+/// HMAC-SHA256 of `"<timestamp>.<body>"` keyed with `secret`.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Read the signing secret from `file`: trailing newlines ignored, empty refused.
+fn read_secret(file: &std::path::Path) -> Result<Vec<u8>> {
+    let text = std::fs::read(file)
+        .with_context(|| format!("alerts.webhook.secret_file: reading {}", file.display()))?;
+    let end = text
+        .iter()
+        .rposition(|&b| b != b'\n' && b != b'\r')
+        .map_or(0, |i| i + 1);
+    if end == 0 {
+        anyhow::bail!("alerts.webhook.secret_file: {} is empty", file.display());
+    }
+    Ok(text[..end].to_vec())
 }
 
 impl WebhookSink {
@@ -80,7 +114,12 @@ impl WebhookSink {
             .user_agent(concat!("quench/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("building the webhook's HTTP client")?;
-        Ok(WebhookSink { client, url })
+        let secret = config.secret_file.as_deref().map(read_secret).transpose()?;
+        Ok(WebhookSink {
+            client,
+            url,
+            secret,
+        })
     }
 }
 
@@ -115,14 +154,20 @@ impl Sink for WebhookSink {
     async fn deliver(&self, notification: &Notification) -> Result<(), Failure> {
         let body = serde_json::to_vec(&WebhookPayload::new(notification))
             .map_err(|e| Failure::Permanent(anyhow!("encoding the alert as JSON: {e}")))?;
-        let response = self
+        let mut request = self
             .client
             .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Failure::Transient(anyhow!("POST {}: {}", self.url, error_chain(&e))))?;
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(secret) = &self.secret {
+            let timestamp = crate::time::now();
+            request = request
+                .header("X-Quench-Timestamp", timestamp.to_string())
+                .header("X-Quench-Signature", signature(secret, timestamp, &body));
+        }
+        let response =
+            request.body(body).send().await.map_err(|e| {
+                Failure::Transient(anyhow!("POST {}: {}", self.url, error_chain(&e)))
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
