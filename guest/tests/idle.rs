@@ -93,20 +93,6 @@ fn unreadable_and_clock_skewed_states_are_not_idle() {
     assert!(!h.policy.idle(&h.state(&user(a)), at(1, 0, 0, 0)));
 }
 
-/// xorshift64*: deterministic randomness.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 fn random_submission(r: &mut Rng, who: &Entity) -> Submission {
     let n = 1 + r.below(3) as usize;
     let recipients = (0..n)

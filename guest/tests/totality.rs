@@ -5,23 +5,6 @@ mod common;
 use common::*;
 use quench_default_policy::Policy;
 
-/// xorshift64*: deterministic, dependency-free randomness for the tests.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
-
 const ADDRS: &[&str] = &[
     "alice@contoso.com",
     "ALICE@CONTOSO.COM",

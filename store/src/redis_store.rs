@@ -444,6 +444,25 @@ fn decode_audit(bytes: &[u8], seq: u64) -> Result<AuditRecord, StoreError> {
     Ok(AuditRecord { seq, ..record })
 }
 
+/// One `SCAN cursor MATCH pattern COUNT count` step: the next cursor (0 when done) and the
+/// keys found.
+fn scan_step(
+    lease: &mut Lease<'_>,
+    cursor: u64,
+    pattern: &str,
+    count: usize,
+) -> Result<(u64, Vec<Vec<u8>>), StoreError> {
+    lease.run(Step::Read, |c| {
+        redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count)
+            .query(c)
+    })
+}
+
 /// `text` with the glob characters of `SCAN ... MATCH` escaped, so it matches only itself.
 fn glob_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
@@ -473,15 +492,7 @@ impl StateStore for RedisStore {
         let mut lease = self.lease(|| "clearing all state".to_owned())?;
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys) = lease.run(Step::Read, |c| {
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(CLEAR_BATCH)
-                    .query::<(u64, Vec<Vec<u8>>)>(c)
-            })?;
+            let (next, keys) = scan_step(&mut lease, cursor, &pattern, CLEAR_BATCH)?;
             if !keys.is_empty() {
                 let mut invocation = self.clear_batch_script.prepare_invoke();
                 invocation.key(&entities_key).key(&restricted_key);
@@ -583,15 +594,7 @@ impl StateStore for RedisStore {
                 .map_err(|_| StoreError::Other(anyhow!("not a Redis SCAN cursor: {c:?}")))?,
         };
         let mut lease = self.lease(|| "walk of entity keys".to_owned())?;
-        let (next, keys) = lease.run(Step::Read, |c| {
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(limit.max(1))
-                .query::<(u64, Vec<Vec<u8>>)>(c)
-        })?;
+        let (next, keys) = scan_step(&mut lease, cursor, &pattern, limit.max(1))?;
         let keys = keys
             .iter()
             .filter_map(|k| k.strip_prefix(state_prefix.as_bytes()))

@@ -230,18 +230,29 @@ pub async fn run(
     Ok(())
 }
 
+/// A ticker for periodic background work: the first tick at once, and a late tick delays
+/// the next ones rather than bunching them.
+fn ticker(every: Duration) -> tokio::time::Interval {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
+/// Wait for `ticker`'s next tick; `false` when `stop` says shut down first.
+async fn next_tick(ticker: &mut tokio::time::Interval, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = ticker.tick() => true,
+        _ = stop.changed() => false,
+    }
+}
+
 async fn flush_periodically(
     service: Arc<Service>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
+    let mut ticker = ticker(every);
+    while next_tick(&mut ticker, &mut stop).await {
         let store = service.store().clone();
         match tokio::task::spawn_blocking(move || store.flush()).await {
             Ok(Ok(())) => {}
@@ -265,13 +276,8 @@ async fn sweep_periodically(
     page_size: usize,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
+    let mut ticker = ticker(every);
+    while next_tick(&mut ticker, &mut stop).await {
         let now = crate::time::now();
         let mut total = SweepReport::default();
         let mut cursor: Option<String> = None;
