@@ -135,10 +135,14 @@ impl Counters {
     /// Whether nothing is counted any more: every window empty, no recipients today, no
     /// alert sent today, no message in progress. Call after [`Counters::advance`].
     pub fn quiet(&self) -> bool {
-        self.external_hour.iter().all(|&n| n == 0)
-            && self.internal_hour.iter().all(|&n| n == 0)
-            && self.rate_day.iter().all(|&n| n == 0)
-            && self.messages_minute.iter().all(|&n| n == 0)
+        [
+            &self.external_hour,
+            &self.internal_hour,
+            &self.rate_day,
+            &self.messages_minute,
+        ]
+        .into_iter()
+        .all(|counts| window::total(counts) == 0)
             && self.today == 0
             && self.alerted == 0
             && self.message.is_none()

@@ -28,8 +28,7 @@ pub struct SweepReport {
 }
 
 impl SweepReport {
-    /// Add `other`'s counts to these.
-    pub fn add(&mut self, other: SweepReport) {
+    fn add(&mut self, other: SweepReport) {
         self.examined += other.examined;
         self.removed += other.removed;
         self.faults += other.faults;
@@ -76,25 +75,24 @@ pub fn sweep_page(
     Ok((report, page.next))
 }
 
-/// Sweep the whole store at `now`, `page_size` keys at a time; `between_pages` runs after
-/// each page and ends the sweep early by returning `false` (shutdown, pacing).
+/// Sweep the whole store at `now`, `page_size` keys at a time. `after_page` gets each page's
+/// report and ends the sweep early by returning `false` (shutdown); it is also where a caller
+/// counts and paces.
 pub fn sweep(
     service: &Service,
     page_size: usize,
     now: Timestamp,
-    mut between_pages: impl FnMut(&SweepReport) -> bool,
+    mut after_page: impl FnMut(&SweepReport) -> bool,
 ) -> Result<SweepReport> {
     let mut total = SweepReport::default();
     let mut cursor: Option<String> = None;
     loop {
         let (report, next) = sweep_page(service, cursor.as_deref(), page_size, now)?;
         total.add(report);
-        let Some(next) = next else {
-            return Ok(total);
-        };
-        if !between_pages(&report) {
-            return Ok(total);
+        let go_on = after_page(&report);
+        match next {
+            Some(next) if go_on => cursor = Some(next),
+            _ => return Ok(total),
         }
-        cursor = Some(next);
     }
 }

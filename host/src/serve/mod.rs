@@ -10,7 +10,7 @@ use crate::alerts::AlertDispatcher;
 use crate::config::ServeConfig;
 use crate::metrics::{KindLabel, Metrics};
 use crate::reload::Reloader;
-use crate::retention::{self, SweepReport};
+use crate::retention;
 use crate::sandbox::SandboxError;
 use crate::service::Service;
 use anyhow::{Context, Result};
@@ -267,8 +267,8 @@ async fn flush_periodically(
 /// entities (about 4,000 pages) is still swept within a minute or two.
 const SWEEP_PAUSE: Duration = Duration::from_millis(5);
 
-/// Run the retention sweep (`crate::retention`) at start and every `every`, a page at a time
-/// on the blocking pool, until `stop`.
+/// Run the retention sweep (`crate::retention`) at start and every `every` on the blocking
+/// pool, counting each page in the metrics and pausing between pages, until `stop`.
 async fn sweep_periodically(
     service: Arc<Service>,
     metrics: Arc<Metrics>,
@@ -278,58 +278,42 @@ async fn sweep_periodically(
 ) {
     let mut ticker = ticker(every);
     while next_tick(&mut ticker, &mut stop).await {
-        let now = crate::time::now();
-        let mut total = SweepReport::default();
-        let mut cursor: Option<String> = None;
-        let finished = loop {
-            let page_service = service.clone();
-            let page_cursor = cursor.clone();
-            let page = tokio::task::spawn_blocking(move || {
-                retention::sweep_page(&page_service, page_cursor.as_deref(), page_size, now)
-            })
-            .await;
-            let (report, next) = match page {
-                Ok(Ok(page)) => page,
-                Ok(Err(error)) => {
-                    tracing::warn!(error = %format!("{error:#}"), "retention sweep stopped");
-                    break false;
+        let (service, metrics, stop) = (service.clone(), metrics.clone(), stop.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            let swept = retention::sweep(&service, page_size, crate::time::now(), |page| {
+                for (kind, n) in [
+                    ("examined", page.examined),
+                    ("removed", page.removed),
+                    ("faults", page.faults),
+                ] {
+                    metrics
+                        .retention
+                        .get_or_create(&KindLabel { kind })
+                        .inc_by(n);
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "retention sweep task failed");
-                    break false;
-                }
-            };
-            for (kind, n) in [
-                ("examined", report.examined),
-                ("removed", report.removed),
-                ("faults", report.faults),
-            ] {
+                std::thread::sleep(SWEEP_PAUSE);
+                !*stop.borrow()
+            });
+            if let Ok(count) = service.store().entity_count() {
                 metrics
-                    .retention
-                    .get_or_create(&KindLabel { kind })
-                    .inc_by(n);
+                    .entities
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
             }
-            total.add(report);
-            let Some(next) = next else { break true };
-            cursor = Some(next);
-            tokio::select! {
-                _ = tokio::time::sleep(SWEEP_PAUSE) => {}
-                _ = stop.changed() => return,
+            swept
+        })
+        .await;
+        match swept {
+            Ok(Ok(total)) => tracing::info!(
+                examined = total.examined,
+                removed = total.removed,
+                faults = total.faults,
+                "retention sweep"
+            ),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %format!("{error:#}"), "retention sweep stopped")
             }
-        };
-        let store = service.store().clone();
-        if let Ok(Ok(count)) = tokio::task::spawn_blocking(move || store.entity_count()).await {
-            metrics
-                .entities
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
+            Err(error) => tracing::warn!(%error, "retention sweep task failed"),
         }
-        tracing::info!(
-            finished,
-            examined = total.examined,
-            removed = total.removed,
-            faults = total.faults,
-            "retention sweep"
-        );
     }
 }
 
