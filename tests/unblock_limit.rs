@@ -46,7 +46,7 @@ fn restrict(service: &Service, spelling: &str, at: i64) {
     {
         let submission = Submission {
             entity: Entity::user(spelling),
-            sender: quench::normalize::address(spelling),
+            sender: quench::normalize::normalize(spelling),
             recipients: vec![recipient.into()],
             message_id: Some(format!("{at}-{i}")),
         };

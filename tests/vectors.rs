@@ -304,10 +304,10 @@ impl Runner {
             } => {
                 let submission = Submission {
                     entity: Entity::user(submitter),
-                    sender: quench::normalize::address(sender),
+                    sender: quench::normalize::normalize(sender),
                     recipients: recipients
                         .iter()
-                        .map(|r| quench::normalize::address(r))
+                        .map(|r| quench::normalize::normalize(r))
                         .collect(),
                     message_id: Some(format!("msg-{index}")),
                 };

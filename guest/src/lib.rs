@@ -19,7 +19,8 @@ pub mod types;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
-pub mod addr;
+/// Address normalisation: the `quench-address` crate the host uses too (one set of rules).
+pub use quench_address as addr;
 pub mod alert;
 pub mod bounce;
 pub mod config;

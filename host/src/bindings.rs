@@ -21,11 +21,11 @@ pub use exports::quench::policy::policy::{
 pub type Timestamp = i64;
 
 impl Entity {
-    /// A user entity; `id` is normalised (see [`crate::normalize::address`]).
+    /// A user entity; `id` is normalised (see [`crate::normalize::normalize`]).
     pub fn user(id: &str) -> Self {
         Entity {
             kind: EntityKind::User,
-            id: crate::normalize::address(id),
+            id: crate::normalize::normalize(id),
         }
     }
 
@@ -33,7 +33,7 @@ impl Entity {
     pub fn connector(id: &str) -> Self {
         Entity {
             kind: EntityKind::Connector,
-            id: crate::normalize::address(id),
+            id: crate::normalize::normalize(id),
         }
     }
 

@@ -33,7 +33,8 @@ pub mod load;
 pub mod metrics;
 #[cfg(feature = "native")]
 pub mod native;
-pub mod normalize;
+/// Address normalisation: the `quench-address` crate, shared with the default policy.
+pub use quench_address as normalize;
 pub mod reload;
 pub mod retention;
 pub mod sandbox;

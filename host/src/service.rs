@@ -451,7 +451,7 @@ pub fn entity_from_key(key: &str) -> Option<Entity> {
     };
     Some(Entity {
         kind,
-        id: normalize::address(id),
+        id: normalize::normalize(id),
     })
 }
 

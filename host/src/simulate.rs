@@ -196,11 +196,11 @@ impl Simulator {
         };
         let submission = Submission {
             entity,
-            sender: normalize::address(sender),
+            sender: normalize::normalize(sender),
             recipients: line
                 .recipients
                 .iter()
-                .map(|r| normalize::address(r))
+                .map(|r| normalize::normalize(r))
                 .collect(),
             message_id: line.message_id,
         };

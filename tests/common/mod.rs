@@ -43,7 +43,7 @@ pub fn sandbox(source: PolicySource, config: &str, limits: SandboxLimits) -> San
 pub fn submission(submitter: &str, recipients: &[&str]) -> Submission {
     Submission {
         entity: Entity::user(submitter),
-        sender: quench::normalize::address(submitter),
+        sender: quench::normalize::normalize(submitter),
         recipients: recipients.iter().map(|r| r.to_string()).collect(),
         message_id: None,
     }

@@ -25,7 +25,7 @@ pub fn submission(request: &Request, policy: &LoadedPolicy) -> Result<Submission
     if request.protocol_state != Some(ProtocolState::Rcpt) {
         return Err(Skip::NotRcpt);
     }
-    let sender = normalize::address(&request.sender);
+    let sender = normalize::normalize(&request.sender);
     let entity = if !request.sasl_username.trim().is_empty() {
         Entity::user(&request.sasl_username)
     } else if let Some(id) =
@@ -45,7 +45,7 @@ pub fn submission(request: &Request, policy: &LoadedPolicy) -> Result<Submission
             sender
         },
         entity,
-        recipients: vec![normalize::address(&request.recipient)],
+        recipients: vec![normalize::normalize(&request.recipient)],
         message_id: (!instance.is_empty()).then(|| instance.to_string()),
     })
 }
