@@ -12,7 +12,10 @@
 //! - [`Durability::Lazy`] updates that leave the restricted index alone are held in memory
 //!   (`write_buffer.rs`) and read from there, and [`flush`] writes all of them in one
 //!   immediate transaction. The host calls `flush` every second and at shutdown; dropping the
-//!   store flushes too. A crash loses at most the writes since the last flush.
+//!   store flushes too. A crash loses at most the writes since the last flush. A flush begins
+//!   its write transaction before it reads the buffer, so a buffered counter state never
+//!   overwrites a newer immediate write of the same key (`EmbeddedStore::flush_round` says
+//!   how, and why the other order lost restrictions and reverted unblocks).
 //! - Lazy updates that do change the index commit with `redb::Durability::None`: "Commits with
 //!   this durability level will not be persisted to disk unless followed by a commit with
 //!   `Durability::Immediate`" (same page). So any later immediate write, and [`flush`], which
@@ -65,6 +68,18 @@ const AUDIT_BY_ENTITY: TableDefinition<(&str, u64), ()> = TableDefinition::new("
 const AUDIT_BY_TIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("audit_by_time");
 /// Store metadata: `schema` -> the layout version of the tables above.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Flush transactions per [`StateStore::flush`] call at most: the first writes every shard
+/// that was free, the next ones retry shards that were busy (usually held by an update waiting
+/// for the first transaction's writer lock, free once it committed). Three bound the `fsync`s
+/// a flush costs; anything still busy stays buffered for the next flush, a second later.
+const FLUSH_ROUNDS: usize = 3;
+
+/// How often a flush tries a busy buffer shard within one transaction before skipping it. A
+/// lazy update holds its shard for a map insert (well under a microsecond), so a few tries
+/// with a yield in between catch it; an update waiting for the writer lock will not let go
+/// until the transaction ends, so more tries would only waste time.
+const FLUSH_SHARD_TRIES: usize = 4;
 
 /// The table layout this code reads and writes; a file with another version is refused rather
 /// than misread.
@@ -258,6 +273,68 @@ impl EmbeddedStore {
         txn.commit().map_err(|e| redb_error(context(), e))
     }
 
+    /// One flush transaction over the buffer shards `shards`; returns the shards that were busy
+    /// (left buffered for the next round or the next flush).
+    ///
+    /// The write transaction is begun first. It holds redb's single-writer lock, so no other
+    /// commit (an immediate restriction or unblock in particular) can land between reading the
+    /// buffer and committing it: every buffered state copied here is the newest state of its
+    /// key, and a newer immediate write of that key (which takes the key's shard lock, then
+    /// waits for the writer lock) commits after this transaction, on top of it. A lazily
+    /// buffered counter state therefore never overwrites a newer immediate write. Reading the
+    /// buffer before beginning the transaction (as an earlier version did) let an immediate
+    /// update commit in between and be overwritten by the older buffered state: a lost
+    /// restriction, or a reverted unblock.
+    ///
+    /// Shards are only tried, never waited for: an update holding its shard may be waiting for
+    /// this transaction's writer lock. A busy shard is tried again [`FLUSH_SHARD_TRIES`] times
+    /// (a lazy update holds it only for a map insert) and otherwise skipped.
+    fn flush_round(&self, shards: &[usize]) -> Result<Vec<usize>, StoreError> {
+        let context = |n: usize| format!("flush of {n} buffered states");
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| redb_error(context(0), e))?;
+        // Under the writer lock: every lazy commit that set this has committed already.
+        let pending = self.lazy_pending.swap(false, Ordering::SeqCst);
+        let mut buffered = Vec::new();
+        let mut busy = shards.to_vec();
+        for attempt in 0..FLUSH_SHARD_TRIES {
+            if attempt > 0 {
+                std::thread::yield_now();
+            }
+            busy.retain(|&index| !self.buffer.try_collect(index, &mut buffered));
+            if busy.is_empty() {
+                break;
+            }
+        }
+        if buffered.is_empty() && !pending {
+            txn.abort().map_err(|e| redb_error(context(0), e))?;
+            return Ok(busy);
+        }
+        let written = (|| {
+            {
+                let mut state = txn
+                    .open_table(STATE)
+                    .map_err(|e| redb_error(context(buffered.len()), e))?;
+                for (key, bytes, _) in &buffered {
+                    state
+                        .insert(key.as_str(), bytes.as_slice())
+                        .map_err(|e| redb_error(context(buffered.len()), e))?;
+                }
+            }
+            // An immediate commit (the default): it also persists every earlier non-durable one.
+            txn.commit()
+                .map_err(|e| redb_error(context(buffered.len()), e))
+        })();
+        if let Err(err) = written {
+            self.lazy_pending.fetch_or(pending, Ordering::SeqCst);
+            return Err(err);
+        }
+        self.buffer.retire(&buffered);
+        Ok(busy)
+    }
+
     fn read_txn(&self, what: &str) -> Result<redb::ReadTransaction, StoreError> {
         self.db
             .begin_read()
@@ -319,8 +396,16 @@ fn offer_seq(
 }
 
 impl StateStore for EmbeddedStore {
+    /// Holds every buffer shard (so no update runs and nothing is buffered meanwhile), drops
+    /// the buffered writes, and empties the tables in one durable transaction. The shards are
+    /// taken before redb's writer lock, the order updates use, so this cannot deadlock with
+    /// them; a concurrent flush never waits for a shard, and one that read a shard before this
+    /// took it commits before this transaction begins, so it cannot bring cleared state back.
     fn clear_states(&self) -> Result<(), StoreError> {
-        self.buffer.clear();
+        let mut shards = self.buffer.lock_all();
+        for shard in &mut shards {
+            shard.clear();
+        }
         let context = || "clearing all state".to_string();
         let txn = self
             .db
@@ -335,7 +420,9 @@ impl StateStore for EmbeddedStore {
             .map_err(|e| redb_error(context(), e))?
             .retain(|_, _| false)
             .map_err(|e| redb_error(context(), e))?;
-        txn.commit().map_err(|e| redb_error(context(), e))
+        txn.commit().map_err(|e| redb_error(context(), e))?;
+        drop(shards);
+        Ok(())
     }
 
     fn update(&self, key: &str, decide: &mut dyn FnMut(&[u8]) -> Update) -> Result<(), StoreError> {
@@ -561,48 +648,17 @@ impl StateStore for EmbeddedStore {
         Ok(newest.finish())
     }
 
+    /// Writes the buffered counter states in one durable transaction that is begun *before*
+    /// the buffer is read; see [`EmbeddedStore::flush_round`] for why that order matters.
     fn flush(&self) -> Result<(), StoreError> {
-        let buffered = self.buffer.snapshot();
-        if !buffered.is_empty() {
-            let context = || format!("flush of {} buffered states", buffered.len());
-            let pending = self.lazy_pending.swap(false, Ordering::SeqCst);
-            let written = self
-                .db
-                .begin_write()
-                .map_err(|e| redb_error(context(), e))
-                .and_then(|txn| {
-                    {
-                        let mut state = txn
-                            .open_table(STATE)
-                            .map_err(|e| redb_error(context(), e))?;
-                        for (key, bytes, _) in &buffered {
-                            state
-                                .insert(key.as_str(), bytes.as_slice())
-                                .map_err(|e| redb_error(context(), e))?;
-                        }
-                    }
-                    txn.commit().map_err(|e| redb_error(context(), e))
-                });
-            if written.is_err() {
-                self.lazy_pending.fetch_or(pending, Ordering::SeqCst);
-                return written;
+        let mut remaining: Vec<usize> = (0..self.buffer.shard_count()).collect();
+        for _ in 0..FLUSH_ROUNDS {
+            remaining = self.flush_round(&remaining)?;
+            if remaining.is_empty() {
+                break;
             }
-            self.buffer.retire(&buffered);
-            return Ok(());
         }
-        if !self.lazy_pending.swap(false, Ordering::SeqCst) {
-            return Ok(());
-        }
-        // An empty durable commit: redb persists every earlier non-durable commit with it.
-        let result = self
-            .db
-            .begin_write()
-            .map_err(|e| redb_error("flush".to_owned(), e))
-            .and_then(|txn| txn.commit().map_err(|e| redb_error("flush".to_owned(), e)));
-        if result.is_err() {
-            self.lazy_pending.store(true, Ordering::SeqCst);
-        }
-        result
+        Ok(())
     }
 
     fn entity_count(&self) -> Result<u64, StoreError> {

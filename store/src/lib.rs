@@ -29,6 +29,8 @@ mod embedded;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_store;
+#[cfg(feature = "conformance")]
+pub mod stress;
 mod write_buffer;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};

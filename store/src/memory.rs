@@ -20,6 +20,10 @@ type Shard = Mutex<HashMap<String, Vec<u8>>>;
 /// Per-key atomicity comes from sharded mutexes: an update locks only the shard of its key, runs
 /// the closure and applies its result under that lock. The restricted index and the audit log
 /// each have their own lock, always taken after a shard lock, never before.
+///
+/// A lazy write never overwrites a newer immediate write: both kinds are applied to the same
+/// map under the key's shard lock, in the order they run, and nothing is buffered for later
+/// ([`StateStore::flush`] has nothing to write), so no older state can be written afterwards.
 #[derive(Debug)]
 pub struct MemoryStore {
     hasher: std::hash::RandomState,

@@ -10,6 +10,11 @@
 //! more through than the limit: every decision is made on the latest state and applied only if
 //! that state is still current.
 //!
+//! A lazy write never overwrites a newer immediate write: the two are not told apart here,
+//! nothing is buffered in the host ([`StateStore::flush`] has nothing to write), and every write
+//! is a compare-and-set against the exact state its decision read, so a write decided on an
+//! older state is refused and decided again on the newer one.
+//!
 //! # Failures
 //! Every command has a bounded connect and I/O timeout ([`RedisOptions`]). An unreachable,
 //! stopped or slow Redis gives [`StoreError::Unavailable`] (the host applies its configured

@@ -136,3 +136,33 @@ fn an_unusable_directory_is_a_clear_error() {
     let message = err.to_string();
     assert!(message.contains("quench.redb"), "{message}");
 }
+
+/// Issue 12: deciders (lazy counters, some immediate restrictions), unblockers and a flusher in
+/// a tight loop, all at once on a real file; after drop and reopen, every key holds exactly the
+/// state of its last acknowledged update and the index matches. Failed on the flush that read
+/// the write buffer before beginning its transaction (an immediate write committed in between
+/// was overwritten by the older buffered state).
+#[test]
+fn flushing_never_overwrites_a_newer_immediate_write() {
+    use quench_store::stress::{self, Load};
+    let dir = tempfile::tempdir().unwrap();
+    let model = {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let model = stress::run(&store, &Load::default());
+        model.check(&store);
+        model
+    };
+    eprintln!(
+        "{} updates, {} immediate, {} flushes",
+        model.acked.values().map(|v| v.len()).sum::<usize>(),
+        model.immediate_writes(),
+        model.flushes
+    );
+    assert!(
+        model.immediate_writes() > 50,
+        "too few immediate writes to race"
+    );
+    assert!(model.flushes > 50, "too few flushes to race");
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    model.check(&store);
+}

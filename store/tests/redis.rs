@@ -380,3 +380,15 @@ fn clear_states_forgets_this_prefixes_state_and_index_only() {
     cleared.clear_states().unwrap();
     assert_eq!(cleared.entity_count().unwrap(), 0);
 }
+
+/// Issue 12: concurrent deciders, unblockers and flushes on a real Redis; every key ends with
+/// exactly its last acknowledged update's state and the index matches.
+#[test]
+fn concurrent_updates_and_flushes_match_the_sequential_model() {
+    use quench_store::stress::{self, Load};
+    let server = RedisServer::start();
+    let store = store(&server, "stress");
+    let model = stress::run(&store, &Load::default());
+    assert!(model.immediate_writes() > 50, "too few immediate writes");
+    model.check(&store);
+}
