@@ -158,6 +158,9 @@ pub struct Model {
     pub acked: BTreeMap<String, BTreeMap<u64, Versioned>>,
     /// Flushes that returned Ok.
     pub flushes: u64,
+    /// (key, version) acknowledged more than once: the key's state went back to an older
+    /// version and was counted up again (a lost update).
+    pub repeated: Vec<(String, u64)>,
 }
 
 impl Model {
@@ -174,6 +177,11 @@ impl Model {
     /// update, with one version per acknowledged update (none lost, none applied twice), and a
     /// restricted index that matches the last immediate write of every key.
     pub fn check(&self, store: &dyn StateStore) {
+        assert!(
+            self.repeated.is_empty(),
+            "versions acknowledged twice (a state went back to an older version): {:?}",
+            &self.repeated[..self.repeated.len().min(10)]
+        );
         let index = store.restricted_keys().expect("restricted_keys");
         for (key, versions) in &self.acked {
             let versions_acked = versions.len() as u64;
@@ -206,21 +214,29 @@ impl Model {
 
 /// Runs `load` against `store` and returns what was acknowledged.
 pub fn run(store: &dyn StateStore, load: &Load) -> Model {
+    run_observed(store, load, &|_, _, _, _| {})
+}
+
+/// Called by [`run_observed`] on a load thread: thread number, key, operation, and `None`
+/// just before the update or `Some(state)` once it is acknowledged.
+pub type Observer = dyn Fn(usize, &str, Op, Option<Versioned>) + Sync;
+
+/// [`run`], telling `observe` about every update before it starts and when it is
+/// acknowledged (a crash test's child prints these so its parent knows what was promised).
+pub fn run_observed(store: &dyn StateStore, load: &Load, observe: &Observer) -> Model {
     let acked = Mutex::new(Model::default());
     let stop = AtomicBool::new(false);
     let flushes = AtomicU64::new(0);
     let record = |key: &str, state: Versioned| {
-        let mut model = acked.lock().unwrap();
+        let mut model = acked.lock().unwrap_or_else(|p| p.into_inner());
         let previous = model
             .acked
             .entry(key.to_owned())
             .or_default()
             .insert(state.version, state);
-        assert!(
-            previous.is_none(),
-            "{key}: version {} acknowledged twice",
-            state.version
-        );
+        if previous.is_some() {
+            model.repeated.push((key.to_owned(), state.version));
+        }
     };
     let deadline = Instant::now() + load.duration;
     thread::scope(|scope| {
@@ -237,7 +253,10 @@ pub fn run(store: &dyn StateStore, load: &Load) -> Model {
                         (true, 0..=2) => Op::Unblock,
                         _ => Op::Count,
                     };
-                    record(&key, apply(store, &key, op));
+                    observe(thread, &key, op, None);
+                    let state = apply(store, &key, op);
+                    observe(thread, &key, op, Some(state));
+                    record(&key, state);
                 }
             });
         }
@@ -257,7 +276,7 @@ pub fn run(store: &dyn StateStore, load: &Load) -> Model {
         thread::sleep(Duration::from_millis(50));
         stop.store(true, Ordering::Relaxed);
     });
-    let mut model = acked.into_inner().unwrap();
+    let mut model = acked.into_inner().unwrap_or_else(|p| p.into_inner());
     model.flushes = flushes.into_inner();
     model
 }
