@@ -26,6 +26,8 @@ mod audit_filter;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod embedded;
+#[cfg(feature = "redis")]
+mod key_locks;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -113,6 +115,13 @@ pub enum StoreError {
     /// Anything else (corruption, a bug): the message says what.
     #[error("store error: {0:#}")]
     Other(anyhow::Error),
+    /// The store works, but other updates of the same entity kept this one from its turn for
+    /// longer than the store's generous bound (Redis: `RedisOptions::contention_timeout`,
+    /// default 5 s). Nothing was written. The host must answer it with a temporary refusal
+    /// (4xx: the client retries), never with an accept: an accept here would be a message the
+    /// entity's counters never saw.
+    #[error("store contended: {0:#}")]
+    Contended(anyhow::Error),
 }
 
 /// A backend for per-entity state, the restricted index and the audit log.

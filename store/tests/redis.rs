@@ -392,3 +392,98 @@ fn concurrent_updates_and_flushes_match_the_sequential_model() {
     assert!(model.immediate_writes() > 50, "too few immediate writes");
     model.check(&store);
 }
+
+/// Issue 12: contention on one key ends in a counted answer. Two hosts (two `RedisStore`s on
+/// one server, default options), 32 threads each, all incrementing one key: every update
+/// succeeds (no `Unavailable`, no `Contended`) and the final counter is the number of updates.
+/// Before per-key locks and the Redis lock, updates here failed with `Unavailable` after a
+/// second of lost compare-and-sets.
+#[test]
+fn sixty_four_threads_on_two_hosts_updating_one_key_are_all_counted() {
+    const HOSTS: usize = 2;
+    const THREADS_PER_HOST: usize = 32;
+    const UPDATES: u64 = 40;
+    const DECISION: Duration = Duration::from_micros(200);
+    let server = RedisServer::start();
+    let hosts: Vec<RedisStore> = (0..HOSTS).map(|_| store(&server, "hot")).collect();
+    let started = std::time::Instant::now();
+    let failures = std::sync::Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for host in &hosts {
+            for _ in 0..THREADS_PER_HOST {
+                let failures = &failures;
+                scope.spawn(move || {
+                    for _ in 0..UPDATES {
+                        let result = host.update("user:hot@contoso.com", &mut |state| {
+                            // A policy's decision takes a while (a WebAssembly call): the
+                            // window in which another host's write makes this one lose.
+                            thread::sleep(DECISION);
+                            Update {
+                                state: Some((counter(state) + 1).to_le_bytes().to_vec()),
+                                durability: Durability::Lazy,
+                                restricted: None,
+                            }
+                        });
+                        if let Err(err) = result {
+                            failures.lock().unwrap().push(format!("{err:#}"));
+                        }
+                    }
+                });
+            }
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} updates failed, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
+    let total = (HOSTS * THREADS_PER_HOST) as u64 * UPDATES;
+    assert_eq!(
+        counter(&hosts[0].get("user:hot@contoso.com").unwrap().unwrap()),
+        total,
+        "every update counted exactly once"
+    );
+    eprintln!("{total} updates of one key in {:?}", started.elapsed());
+}
+
+/// Issue 12: an update that cannot get its turn within `contention_timeout` fails with the
+/// distinct `Contended` (the host answers it with a temporary refusal), not `Unavailable`,
+/// and writes nothing. Here another "host" (redis-cli) holds the entity's lock.
+#[test]
+fn an_update_that_never_gets_its_turn_is_contended_not_unavailable() {
+    let server = RedisServer::start();
+    let mut options = RedisOptions::new(server.url());
+    options.key_prefix = "test:held:".into();
+    options.contention_timeout = Duration::from_millis(300);
+    let store = RedisStore::new(options).unwrap();
+    set(
+        &store,
+        "user:hot@contoso.com",
+        b"before",
+        Durability::Immediate,
+    );
+    let held = Command::new("redis-cli")
+        .args(["-p", &server.port.to_string()])
+        .args(["SET", "test:held:lock:user:hot@contoso.com", "another-host"])
+        .args(["PX", "60000"])
+        .output()
+        .expect("redis-cli (installed with redis-server)");
+    assert!(held.status.success(), "{held:?}");
+    let err = store
+        .update("user:hot@contoso.com", &mut |_| Update {
+            state: Some(b"after".to_vec()),
+            durability: Durability::Immediate,
+            restricted: Some(true),
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Contended(_)), "{err:?}");
+    assert!(err.to_string().contains("kept it busy"), "{err}");
+    assert_eq!(
+        store.get("user:hot@contoso.com").unwrap().as_deref(),
+        Some(&b"before"[..]),
+        "a contended update writes nothing"
+    );
+    assert!(store.restricted_keys().unwrap().is_empty());
+}
