@@ -81,6 +81,11 @@ const FLUSH_ROUNDS: usize = 3;
 /// until the transaction ends, so more tries would only waste time.
 const FLUSH_SHARD_TRIES: usize = 4;
 
+/// `META` key: the highest seq `prune_audit` ever deleted, so that appends after the newest
+/// record was pruned do not give its seq again. (Absent: nothing pruned yet; the layout
+/// version stays 1, since a file without it reads the same.)
+const PRUNED_SEQ: &str = "audit_pruned_seq";
+
 /// The table layout this code reads and writes; a file with another version is refused rather
 /// than misread.
 const SCHEMA_VERSION: u64 = 1;
@@ -560,7 +565,13 @@ impl StateStore for EmbeddedStore {
                 .open_table(AUDIT)
                 .map_err(|e| redb_error(context(), e))?;
             let last = log.last().map_err(|e| redb_error(context(), e))?;
-            let seq = last.map_or(0, |(seq, _)| seq.value()) + 1;
+            let pruned = txn
+                .open_table(META)
+                .map_err(|e| redb_error(context(), e))?
+                .get(PRUNED_SEQ)
+                .map_err(|e| redb_error(context(), e))?
+                .map_or(0, |v| v.value());
+            let seq = last.map_or(0, |(seq, _)| seq.value()).max(pruned) + 1;
             let stored = AuditRecord {
                 seq,
                 ..record.clone()
@@ -589,6 +600,58 @@ impl StateStore for EmbeddedStore {
         }
         txn.commit().map_err(|e| redb_error(context(), e))?;
         Ok(seq)
+    }
+
+    /// One durable transaction: the oldest `max` entries of the time index before `before`,
+    /// their records and entity index entries, and the highest seq deleted (for later appends).
+    fn prune_audit(&self, before: i64, max: usize) -> Result<u64, StoreError> {
+        let context = || format!("audit pruning before {before}");
+        let err = |e: redb::StorageError| redb_error(context(), e);
+        if max == 0 {
+            return Ok(0);
+        }
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| redb_error(context(), e))?;
+        let deleted = {
+            let mut by_time = txn
+                .open_table(AUDIT_BY_TIME)
+                .map_err(|e| redb_error(context(), e))?;
+            let doomed = by_time
+                .range(..(before, 0))
+                .map_err(err)?
+                .take(max)
+                .map(|entry| entry.map(|(key, _)| key.value()).map_err(err))
+                .collect::<Result<Vec<(i64, u64)>, StoreError>>()?;
+            let mut log = txn
+                .open_table(AUDIT)
+                .map_err(|e| redb_error(context(), e))?;
+            let mut by_entity = txn
+                .open_table(AUDIT_BY_ENTITY)
+                .map_err(|e| redb_error(context(), e))?;
+            let mut highest = 0;
+            for &(at, seq) in &doomed {
+                by_time.remove((at, seq)).map_err(err)?;
+                let record = log.remove(seq).map_err(err)?.ok_or_else(|| {
+                    StoreError::Other(anyhow!(
+                        "the audit time index names record {seq}, which is missing"
+                    ))
+                })?;
+                if let Some(entity) = decode_audit(record.value(), seq)?.entity {
+                    by_entity.remove((entity.as_str(), seq)).map_err(err)?;
+                }
+                highest = highest.max(seq);
+            }
+            let mut meta = txn.open_table(META).map_err(|e| redb_error(context(), e))?;
+            let pruned = meta.get(PRUNED_SEQ).map_err(err)?.map_or(0, |v| v.value());
+            if highest > pruned {
+                meta.insert(PRUNED_SEQ, highest).map_err(err)?;
+            }
+            doomed.len() as u64
+        };
+        txn.commit().map_err(|e| redb_error(context(), e))?;
+        Ok(deleted)
     }
 
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {

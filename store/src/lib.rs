@@ -167,6 +167,18 @@ pub trait StateStore: Send + Sync {
         forget: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<bool, StoreError>;
 
+    /// Deletes up to `max` audit records with `at < before`, oldest (lowest `at`, then lowest
+    /// seq) first, with their index entries; returns how many were deleted. Seqs of records
+    /// appended later still go on from the highest seq ever assigned, pruned or not. Used by
+    /// the audit retention (a host calls it in batches until it returns less than `max`).
+    /// The deletion is durable when it returns.
+    fn prune_audit(&self, before: i64, max: usize) -> Result<u64, StoreError> {
+        let _ = (before, max);
+        Err(StoreError::Other(anyhow::anyhow!(
+            "this store cannot prune the audit log"
+        )))
+    }
+
     /// Forget every entity's state and the restricted index (the audit log stays). Used
     /// when an operator swaps in a policy with another state format and asks to reset
     /// state; durable when it returns.

@@ -170,6 +170,24 @@ if redis.call('DECR', KEYS[3]) <= 0 then redis.call('DEL', KEYS[3]) end
 return 1
 ";
 
+/// Deletes audit records and their index entries; the seq counter is left alone, so seqs
+/// keep increasing after pruning.
+///
+/// KEYS: log hash, time index, then one entity index per record (the time index again for a
+/// record without entity). ARGV: the seqs, in the same order. Returns how many records were
+/// deleted (a record another host pruned meanwhile is not counted twice).
+const PRUNE_SCRIPT: &str = r"
+local deleted = 0
+for i = 1, #ARGV do
+  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then
+    deleted = deleted + 1
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    redis.call('ZREM', KEYS[i + 2], ARGV[i])
+  end
+end
+return deleted
+";
+
 /// Audit records fetched per round trip when scanning the log.
 const AUDIT_BATCH: usize = 256;
 
@@ -249,6 +267,7 @@ pub struct RedisStore {
     clear_index_script: Script,
     remove_if_script: Script,
     unlock_script: Script,
+    prune_script: Script,
     /// One update of a key at a time on this host.
     key_locks: KeyLocks,
 }
@@ -283,6 +302,7 @@ impl RedisStore {
             clear_index_script: Script::new(CLEAR_INDEX_SCRIPT),
             remove_if_script: Script::new(REMOVE_IF_SCRIPT),
             unlock_script: Script::new(UNLOCK_SCRIPT),
+            prune_script: Script::new(PRUNE_SCRIPT),
             key_locks: KeyLocks::new(),
         })
     }
@@ -834,6 +854,77 @@ impl StateStore for RedisStore {
         invocation.arg(json).arg(record.at);
         let mut lease = self.lease(what)?;
         lease.run(Step::Write, |c| invocation.invoke::<u64>(c))
+    }
+
+    /// In batches of [`AUDIT_BATCH`]: the oldest seqs from the time index (`ZRANGE ... BYSCORE
+    /// LIMIT`), their records (for the entity index to clean), then a script that deletes each
+    /// record with its index entries. Not one atomic step across batches; each batch is.
+    /// Records with the same `at` go in Redis's order for equal scores (by seq as text), not
+    /// strictly by seq.
+    fn prune_audit(&self, before: i64, max: usize) -> Result<u64, StoreError> {
+        let log = self.key(&["audit:log"]);
+        let by_time = self.key(&["audit:time"]);
+        let mut lease = self.lease(|| format!("audit pruning before {before}"))?;
+        let mut deleted = 0u64;
+        let mut left = max;
+        while left > 0 {
+            let batch = left.min(AUDIT_BATCH);
+            let seqs = lease.run(Step::Read, |c| {
+                redis::cmd("ZRANGE")
+                    .arg(&by_time)
+                    .arg("-inf")
+                    .arg(format!("({before}"))
+                    .arg("BYSCORE")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(batch)
+                    .query::<Vec<u64>>(c)
+            })?;
+            if seqs.is_empty() {
+                break;
+            }
+            let records = lease.run(Step::Read, |c| {
+                redis::cmd("HMGET")
+                    .arg(&log)
+                    .arg(&seqs)
+                    .query::<Vec<Option<Vec<u8>>>>(c)
+            })?;
+            let mut invocation = self.prune_script.prepare_invoke();
+            invocation.key(&log).key(&by_time);
+            for (seq, bytes) in seqs.iter().zip(&records) {
+                let entity = match bytes {
+                    Some(bytes) => decode_audit(bytes, *seq)?.entity,
+                    None => None,
+                };
+                match entity {
+                    Some(entity) => invocation.key(self.key(&["audit:entity:", &entity])),
+                    None => invocation.key(&by_time),
+                };
+                invocation.arg(*seq);
+            }
+            let n = lease.run(Step::Write, |c| invocation.invoke::<u64>(c))?;
+            // A seq whose record is gone (trimmed by an operator) still leaves the time index.
+            let orphans: Vec<u64> = seqs
+                .iter()
+                .zip(&records)
+                .filter(|(_, bytes)| bytes.is_none())
+                .map(|(seq, _)| *seq)
+                .collect();
+            if !orphans.is_empty() {
+                lease.run(Step::Write, |c| {
+                    redis::cmd("ZREM")
+                        .arg(&by_time)
+                        .arg(&orphans)
+                        .query::<u64>(c)
+                })?;
+            }
+            deleted += n;
+            left -= seqs.len();
+            if seqs.len() < batch {
+                break;
+            }
+        }
+        Ok(deleted)
     }
 
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
