@@ -140,7 +140,9 @@ impl EmbeddedStore {
         Self::open_with(dir, &EmbeddedOptions::default())
     }
 
-    /// Opens (creating it if needed) the store in the data directory `dir`.
+    /// Opens (creating it if needed) the store in the data directory `dir`. The directory is
+    /// made mode 0700 and the file 0600 (owner only), whatever the umask, also when they
+    /// already existed with other modes.
     ///
     /// Fails with [`StoreError::Unavailable`] when the directory cannot be created or written,
     /// or when another process (or another store in this one) has it open, and with
@@ -153,12 +155,14 @@ impl EmbeddedStore {
                 dir.display()
             )))
         })?;
+        restrict_mode(dir, DIR_MODE)?;
         let file = dir.join(FILE_NAME);
         let created = !file.exists();
         let db = Database::builder()
             .set_cache_size(options.cache_bytes)
             .create(&file)
             .map_err(|err| open_error(&file, err))?;
+        restrict_mode(&file, FILE_MODE)?;
         if created {
             // The new file's directory entry must reach the disk too, or a power loss could
             // lose the whole file even after durable commits into it.
@@ -345,6 +349,30 @@ impl EmbeddedStore {
             .begin_read()
             .map_err(|e| redb_error(format!("{what}: cannot begin a read transaction"), e))
     }
+}
+
+/// The data directory's mode: owner only. The store holds who was restricted and why, and
+/// the audit log of admin actions; nobody else on the host needs to read them.
+const DIR_MODE: u32 = 0o700;
+/// The database file's mode: owner read and write only, for the same reason.
+const FILE_MODE: u32 = 0o600;
+
+/// Sets `path`'s permission bits to `mode` unless they are already exactly that, whatever
+/// the umask gave it (a directory or file created by an older quench, or by hand, is
+/// tightened too).
+fn restrict_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |err: std::io::Error| {
+        StoreError::Unavailable(anyhow!(err).context(format!(
+            "cannot set the mode of {} to {mode:o}",
+            path.display()
+        )))
+    };
+    let current = fs::metadata(path).map_err(fail)?.permissions().mode() & 0o7777;
+    if current != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// Says what went wrong opening the database file, and what to do about it.

@@ -188,3 +188,54 @@ fn audit_seqs_go_on_after_pruning_everything_and_reopening() {
         4
     );
 }
+
+/// Selects the child role of [`the_data_directory_and_file_are_owner_only_whatever_the_umask`].
+const MODES_CHILD_DIR: &str = "QUENCH_STORE_MODES_CHILD_DIR";
+
+/// Not a test of its own: opens the store in the directory the parent names, under the umask
+/// the parent's shell set. Does nothing unless [`MODES_CHILD_DIR`] is set.
+#[test]
+fn modes_child_role() {
+    if let Ok(dir) = std::env::var(MODES_CHILD_DIR) {
+        EmbeddedStore::open(dir).expect("child opens the store");
+    }
+}
+
+/// The data directory is 0700 and quench.redb 0600 after an open under umask 022, both when
+/// the store creates them and when they existed with looser modes.
+#[test]
+fn the_data_directory_and_file_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let open_under_umask_022 = |dir: &std::path::Path| {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"umask 022 && exec "$0" --exact modes_child_role --nocapture"#)
+            .arg(std::env::current_exe().unwrap())
+            .env(MODES_CHILD_DIR, dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "the child could not open the store: {status:?}"
+        );
+    };
+    // Created by the store.
+    let fresh = root.path().join("fresh");
+    open_under_umask_022(&fresh);
+    assert_eq!(mode(&fresh), 0o700);
+    assert_eq!(mode(&fresh.join("quench.redb")), 0o600);
+    // Existing, world-readable.
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        fresh.join("quench.redb"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    open_under_umask_022(&fresh);
+    assert_eq!(mode(&fresh), 0o700);
+    assert_eq!(mode(&fresh.join("quench.redb")), 0o600);
+}
