@@ -395,10 +395,12 @@ fn open_error(file: &Path, err: DatabaseError) -> StoreError {
 }
 
 /// A redb error with what was being done: I/O failures are [`StoreError::Unavailable`] (the
-/// disk is gone or full), everything else is [`StoreError::Other`].
+/// disk is gone or full), and so is redb's refusal of every write after one (`PreviousIo`:
+/// the database must be closed and reopened, which a wrapper such as
+/// [`ResilientStore`](crate::ResilientStore) does); everything else is [`StoreError::Other`].
 fn redb_error(context: String, err: impl Into<redb::Error>) -> StoreError {
     let err: redb::Error = err.into();
-    if matches!(err, redb::Error::Io(_)) {
+    if matches!(err, redb::Error::Io(_) | redb::Error::PreviousIo) {
         StoreError::Unavailable(anyhow!(err).context(context))
     } else {
         StoreError::Other(anyhow!(err).context(context))

@@ -19,7 +19,9 @@
 //!
 //! Backends: [`MemoryStore`] (in-process: `quench simulate`, tests, benches), [`EmbeddedStore`]
 //! (the durable default, a redb file in the data directory) and, with the `redis` feature,
-//! `RedisStore` (fleet mode: many hosts share one Redis). The `conformance` feature adds
+//! `RedisStore` (fleet mode: many hosts share one Redis). [`ResilientStore`] wraps any of them
+//! so that a full disk, I/O errors or a Redis outage do not stop enforcement. The
+//! `conformance` feature adds
 //! the `conformance` module, the behaviour every backend must show, as a test kit.
 
 mod audit_filter;
@@ -31,6 +33,7 @@ mod key_locks;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod resilient;
 #[cfg(feature = "conformance")]
 pub mod stress;
 mod write_buffer;
@@ -39,6 +42,10 @@ pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisOptions, RedisStore};
+pub use resilient::{
+    FIRST_RETRY, Factory, MAX_OVERLAY_KEYS, MAX_QUEUED_AUDIT, MAX_RETRY, ResilientStore, Unsaved,
+    is_outage,
+};
 
 use serde::{Deserialize, Serialize};
 
