@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use quench_store::conformance::{counter, increment, mark, record, set};
 use quench_store::{
-    AuditQuery, Durability, RedisOptions, RedisStore, StateStore, StoreError, Update,
+    AuditQuery, Durability, RedisOptions, RedisStore, ResilientStore, StateStore, StoreError,
+    Update,
 };
 
 /// A `redis-server` child process; killed and reaped when dropped.
@@ -486,4 +487,172 @@ fn an_update_that_never_gets_its_turn_is_contended_not_unavailable() {
         "a contended update writes nothing"
     );
     assert!(store.restricted_keys().unwrap().is_empty());
+}
+
+/// A `ResilientStore` over a `RedisStore` with its own prefix on `server`.
+fn resilient(server: &RedisServer, prefix: &str) -> ResilientStore {
+    let url = server.url();
+    let prefix = format!("test:{prefix}:");
+    ResilientStore::new(Box::new(move || {
+        let mut options = RedisOptions::new(url.clone());
+        options.key_prefix = prefix.clone();
+        Ok(Box::new(RedisStore::new(options)?) as Box<dyn StateStore>)
+    }))
+    .unwrap()
+}
+
+fn restricted_update(restricted: bool) -> impl FnMut(&[u8]) -> Update {
+    move |state| Update {
+        state: Some(if restricted {
+            [state, b"+R"].concat()
+        } else {
+            [state, b"+U"].concat()
+        }),
+        durability: Durability::Immediate,
+        restricted: Some(restricted),
+    }
+}
+
+/// Issue 12 with Redis down (killed, then an empty one started on the same port): known
+/// restrictions stay, an unblock and a new restriction made meanwhile are kept in memory, and
+/// everything is written to the new Redis once it answers.
+#[test]
+fn redis_down_under_resilient_store_keeps_enforcing_and_writes_back() {
+    let mut server = RedisServer::start();
+    let store = resilient(&server, "resilient");
+    store
+        .update("user:known@contoso.com", &mut restricted_update(true))
+        .unwrap();
+    store
+        .update("user:lifted@contoso.com", &mut restricted_update(true))
+        .unwrap();
+    increment(&store, "user:counted@contoso.com", Durability::Lazy);
+
+    server.kill();
+    increment(&store, "user:counted@contoso.com", Durability::Lazy);
+    assert!(store.degraded());
+    store
+        .update("user:lifted@contoso.com", &mut restricted_update(false))
+        .unwrap();
+    store
+        .update("user:new@contoso.com", &mut restricted_update(true))
+        .unwrap();
+    store
+        .append_audit(&record(
+            1,
+            "unblock",
+            Some("user:lifted@contoso.com"),
+            "while down",
+        ))
+        .unwrap();
+    store.flush().unwrap();
+    assert!(store.degraded());
+    assert_eq!(
+        store.restricted_keys().unwrap(),
+        ["user:known@contoso.com", "user:new@contoso.com"]
+    );
+    assert_eq!(
+        store.get("user:known@contoso.com").unwrap().as_deref(),
+        Some(&b"+R"[..]),
+        "a known restriction is answered from memory"
+    );
+    let unsaved = store.unsaved();
+    assert_eq!(
+        (unsaved.restrictions, unsaved.unblocks),
+        (1, 1),
+        "{unsaved:?}"
+    );
+
+    server.restart_after_kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.degraded() {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        thread::sleep(Duration::from_millis(50));
+        store.flush().unwrap();
+    }
+    // The new Redis has what was decided while the old one was down (the old one's data
+    // is gone: it ran without persistence).
+    let plain = store_with_prefix(&server, "test:resilient:");
+    assert_eq!(plain.restricted_keys().unwrap(), ["user:new@contoso.com"]);
+    assert_eq!(
+        plain.get("user:lifted@contoso.com").unwrap().as_deref(),
+        Some(&b"+R+U"[..])
+    );
+    assert_eq!(
+        counter(&plain.get("user:counted@contoso.com").unwrap().unwrap()),
+        1,
+        "the increment made while down (the one before died with the old Redis)"
+    );
+    let log = plain.audit(&AuditQuery::default()).unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].detail, "while down");
+}
+
+fn store_with_prefix(server: &RedisServer, prefix: &str) -> RedisStore {
+    let mut options = RedisOptions::new(server.url());
+    options.key_prefix = prefix.to_owned();
+    RedisStore::new(options).unwrap()
+}
+
+/// The degraded mode's bounds, with Redis down: past `MAX_OVERLAY_KEYS` new keys are decided
+/// but not kept, while restrictions still are; past `MAX_QUEUED_AUDIT` the oldest records
+/// that are not restrictions or unblocks are dropped and counted.
+#[test]
+fn degraded_memory_is_bounded_but_restrictions_are_always_kept() {
+    use quench_store::{MAX_OVERLAY_KEYS, MAX_QUEUED_AUDIT};
+    let mut server = RedisServer::start();
+    let store = resilient(&server, "bounded");
+    server.kill();
+    for i in 0..MAX_OVERLAY_KEYS {
+        increment(&store, &format!("user:u{i}@contoso.com"), Durability::Lazy);
+    }
+    assert!(store.degraded());
+    assert_eq!(store.unsaved().states, MAX_OVERLAY_KEYS);
+    // Full: a new key is decided (on empty state) but not kept...
+    let mut seen = None;
+    store
+        .update("user:late@contoso.com", &mut |state| {
+            seen = Some(state.to_vec());
+            Update {
+                state: Some(b"late".to_vec()),
+                durability: Durability::Lazy,
+                restricted: None,
+            }
+        })
+        .unwrap();
+    assert_eq!(seen.as_deref(), Some(&[][..]));
+    assert_eq!(store.unsaved().dropped_states, 1);
+    // ...a key already kept keeps counting...
+    increment(&store, "user:u0@contoso.com", Durability::Lazy);
+    assert_eq!(
+        counter(&store.get("user:u0@contoso.com").unwrap().unwrap()),
+        2
+    );
+    // ...and a restriction is always kept.
+    store
+        .update("user:late@contoso.com", &mut restricted_update(true))
+        .unwrap();
+    assert_eq!(store.unsaved().states, MAX_OVERLAY_KEYS + 1);
+    assert_eq!(store.unsaved().restrictions, 1);
+    assert_eq!(store.restricted_keys().unwrap(), ["user:late@contoso.com"]);
+
+    store
+        .append_audit(&record(
+            0,
+            "restrict",
+            Some("user:late@contoso.com"),
+            "kept",
+        ))
+        .unwrap();
+    for i in 0..MAX_QUEUED_AUDIT {
+        store
+            .append_audit(&record(i as i64, "list", None, ""))
+            .unwrap();
+    }
+    let unsaved = store.unsaved();
+    assert_eq!(unsaved.audit_records, MAX_QUEUED_AUDIT);
+    assert_eq!(
+        unsaved.dropped_audit_records, 1,
+        "one list record made room"
+    );
 }

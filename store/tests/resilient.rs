@@ -237,3 +237,19 @@ fn a_full_disk_does_not_stop_enforcement_and_everything_reaches_the_file_after()
         .collect();
     assert_eq!(log, audit_details, "every audit record, in order");
 }
+
+/// The issue 12 load (deciders, unblockers, a flush loop) through the wrapper over a real
+/// file: the wrapper's own locking and restricted cache lose nothing either.
+#[test]
+fn resilient_store_under_the_concurrent_load_matches_the_model() {
+    use quench_store::stress::{self, Load};
+    let dir = tempfile::tempdir().unwrap();
+    let model = {
+        let store = ResilientStore::new(embedded_factory(dir.path().to_owned())).unwrap();
+        let model = stress::run(&store, &Load::default());
+        model.check(&store);
+        model
+    };
+    assert!(model.immediate_writes() > 50, "too few immediate writes");
+    model.check(&EmbeddedStore::open(dir.path()).unwrap());
+}
