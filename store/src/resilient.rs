@@ -128,8 +128,9 @@ pub struct ResilientStore {
     /// One recovery at a time.
     recovering: Mutex<()>,
     overlay: Mutex<HashMap<String, Pending>>,
-    /// State of every restricted key (`None`: restricted without state).
-    restricted: Mutex<HashMap<String, Option<Vec<u8>>>>,
+    /// State of every restricted key (`None`: restricted without state). Read on every
+    /// update (is the key restricted?), written only when a restricted key changes.
+    restricted: RwLock<HashMap<String, Option<Vec<u8>>>>,
     audit_queue: Mutex<VecDeque<AuditRecord>>,
     last_seq: AtomicU64,
     dropped_states: AtomicU64,
@@ -192,7 +193,7 @@ impl ResilientStore {
             }),
             recovering: Mutex::new(()),
             overlay: Mutex::default(),
-            restricted: Mutex::new(restricted),
+            restricted: RwLock::new(restricted),
             audit_queue: Mutex::default(),
             last_seq: AtomicU64::new(0),
             dropped_states: AtomicU64::new(0),
@@ -264,7 +265,13 @@ impl ResilientStore {
     /// Keeps the restricted cache in step with an applied update of `key` whose resulting
     /// state is `state`.
     fn cache(&self, key: &str, state: Option<Vec<u8>>, restricted: Option<bool>) {
-        let mut cache = lock(&self.restricted);
+        if restricted.is_none() && !self.cached(key) {
+            return;
+        }
+        let mut cache = self
+            .restricted
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         match restricted {
             Some(true) => {
                 cache.insert(key.to_owned(), state);
@@ -282,13 +289,30 @@ impl ResilientStore {
         }
     }
 
+    /// Whether `key` is in the restricted cache.
+    fn cached(&self, key: &str) -> bool {
+        self.restricted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(key)
+    }
+
+    /// The cached state of restricted `key`: `None` when it is not restricted.
+    fn cached_state(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        self.restricted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
     /// The state a degraded update of `key` starts from.
     fn degraded_base(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(pending) = lock(&self.overlay).get(key) {
             return Ok(pending.state.clone());
         }
-        if let Some(state) = lock(&self.restricted).get(key) {
-            return Ok(state.clone());
+        if let Some(state) = self.cached_state(key) {
+            return Ok(state);
         }
         if !self.reads_work.load(Ordering::SeqCst) {
             return Ok(None);
@@ -469,7 +493,7 @@ impl StateStore for ResilientStore {
         let _gate = self.gate();
         let _key = self.key_lock(key);
         if !self.degraded() {
-            let cached = lock(&self.restricted).contains_key(key);
+            let cached = self.cached(key);
             let mut applied: Option<(Option<Vec<u8>>, Option<bool>)> = None;
             let done = self.on_backend(|backend| {
                 backend.update(key, &mut |state| {
@@ -499,14 +523,14 @@ impl StateStore for ResilientStore {
             if let Some(pending) = lock(&self.overlay).get(key) {
                 return Ok(pending.state.clone());
             }
-            if let Some(state) = lock(&self.restricted).get(key) {
-                return Ok(state.clone());
+            if let Some(state) = self.cached_state(key) {
+                return Ok(state);
             }
         }
         match self.on_backend(|backend| backend.get(key))? {
             Some(state) => Ok(state),
-            None => match lock(&self.restricted).get(key) {
-                Some(state) => Ok(state.clone()),
+            None => match self.cached_state(key) {
+                Some(state) => Ok(state),
                 None => Err(StoreError::Unavailable(anyhow!(
                     "read of {key}: the backend is unavailable and the key is not restricted"
                 ))),
@@ -522,7 +546,13 @@ impl StateStore for ResilientStore {
         {
             return Ok(keys);
         }
-        let mut keys: Vec<String> = lock(&self.restricted).keys().cloned().collect();
+        let mut keys: Vec<String> = self
+            .restricted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
         keys.sort_unstable();
         Ok(keys)
     }
@@ -579,7 +609,10 @@ impl StateStore for ResilientStore {
             .on_backend(|backend| backend.remove_if(key, forget))?
             .unwrap_or(false);
         if removed {
-            lock(&self.restricted).remove(key);
+            self.restricted
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(key);
         }
         Ok(removed)
     }
@@ -593,7 +626,10 @@ impl StateStore for ResilientStore {
         let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         self.backend_only("clearing all state", |backend| backend.clear_states())?;
         lock(&self.overlay).clear();
-        lock(&self.restricted).clear();
+        self.restricted
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         Ok(())
     }
 }

@@ -253,3 +253,89 @@ fn resilient_store_under_the_concurrent_load_matches_the_model() {
     assert!(model.immediate_writes() > 50, "too few immediate writes");
     model.check(&EmbeddedStore::open(dir.path()).unwrap());
 }
+
+/// The issue 12 load (deciders, unblockers, a flush loop) while the disk under the file fills
+/// up and is freed again: degraded mode starts and ends under concurrent updates, and in the
+/// end the file holds exactly the model's last state of every key. A grower thread restricts
+/// new keys with big states meanwhile, so the file must grow into the full disk.
+#[test]
+fn the_concurrent_load_across_a_full_disk_episode_matches_the_model() {
+    use quench_store::stress::{self, Load};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmpfs = Tmpfs::mount("2m");
+    let data = tmpfs.path().join("data");
+    let store = ResilientStore::new(embedded_factory(data.clone())).unwrap();
+    let load = Load {
+        duration: Duration::from_secs(3),
+        ..Load::default()
+    };
+    let was_degraded = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let (model, grown) = std::thread::scope(|scope| {
+        let grower = scope.spawn(|| {
+            let mut grown = Vec::new();
+            let start = Instant::now();
+            let mut filler = None;
+            while !stop.load(Ordering::SeqCst) {
+                let elapsed = start.elapsed();
+                if filler.is_none() && elapsed > Duration::from_millis(300) {
+                    filler = Some(fill(tmpfs.path()));
+                }
+                if elapsed > Duration::from_millis(1_500)
+                    && let Some(path) = filler.take()
+                {
+                    std::fs::remove_file(path).unwrap();
+                }
+                if store.degraded() {
+                    was_degraded.store(true, Ordering::SeqCst);
+                }
+                // Only while the disk is full: the 2 MiB must not run out for good.
+                if filler.is_some() && grown.len() < 1_000 {
+                    let key = format!("user:grown{}@contoso.com", grown.len());
+                    restrict(&store, &key);
+                    grown.push(key);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if let Some(path) = filler {
+                std::fs::remove_file(path).unwrap();
+            }
+            grown
+        });
+        let model = stress::run(&store, &load);
+        stop.store(true, Ordering::SeqCst);
+        (model, grower.join().unwrap())
+    });
+    assert!(
+        was_degraded.load(Ordering::SeqCst),
+        "the disk never filled up under the load ({} keys grown)",
+        grown.len()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.degraded() {
+        assert!(Instant::now() < deadline, "never recovered: {store:?}");
+        std::thread::sleep(Duration::from_millis(50));
+        store.flush().unwrap();
+    }
+    eprintln!(
+        "{} updates, {} immediate, {} flushes, {} grown keys; {:?}",
+        model.acked.values().map(|v| v.len()).sum::<usize>(),
+        model.immediate_writes(),
+        model.flushes,
+        grown.len(),
+        store.unsaved()
+    );
+    model.check(&store);
+    drop(store);
+    let file = EmbeddedStore::open(&data).unwrap();
+    model.check(&file);
+    let restricted = file.restricted_keys().unwrap();
+    for key in &grown {
+        assert_eq!(
+            file.get(key).unwrap().as_deref(),
+            Some(restricted_state(key).as_slice()),
+            "{key} did not reach the file"
+        );
+        assert!(restricted.contains(key), "{key} not restricted");
+    }
+}
