@@ -656,3 +656,46 @@ fn degraded_memory_is_bounded_but_restrictions_are_always_kept() {
         "one list record made room"
     );
 }
+
+/// When Redis stalls, updates of one key queued behind each other on a host fail together as
+/// unavailable once the first finds out, instead of each waiting out its own I/O timeout in
+/// turn (20 × 200 ms here), and never as contended.
+#[test]
+fn a_stalled_redis_fails_a_queue_of_updates_of_one_key_at_once() {
+    const THREADS: usize = 20;
+    let server = RedisServer::start();
+    let mut options = RedisOptions::new(server.url());
+    options.key_prefix = "test:queue:".into();
+    options.io_timeout = Duration::from_millis(200);
+    options.connect_timeout = Duration::from_millis(200);
+    let store = RedisStore::new(options).unwrap();
+    increment(&store, "user:hot@contoso.com", Durability::Lazy);
+    server.signal("-STOP");
+    let started = std::time::Instant::now();
+    let results: Vec<Result<(), StoreError>> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    store.update("user:hot@contoso.com", &mut |state| Update {
+                        state: Some((counter(state) + 1).to_le_bytes().to_vec()),
+                        durability: Durability::Lazy,
+                        restricted: None,
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = started.elapsed();
+    server.signal("-CONT");
+    for result in &results {
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "expected Unavailable: {result:?}"
+        );
+    }
+    assert!(
+        elapsed < Duration::from_millis(2_000),
+        "the queue waited {elapsed:?}, as if each update timed out in turn"
+    );
+}
