@@ -5,7 +5,8 @@
 //! Keeping such writes here, and writing them all in one durable transaction per flush, takes
 //! a write transaction off every decision (a lazy redb commit cost ~12 µs; an update here is a
 //! map insert under one of 64 locks). Every update of a key goes through its shard lock, which
-//! keeps updates atomic per key.
+//! keeps updates atomic per key. A flush copies shards only with `try_lock`, while it holds
+//! redb's writer lock (see `EmbeddedStore::flush_round` for why, and why it never blocks).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -101,8 +102,8 @@ impl WriteBuffer {
         self.shards.iter().map(lock).collect()
     }
 
-    /// Forget the entries a flush wrote, unless they changed since the snapshot (those stay
-    /// for the next flush, no longer fresh: an older version is on disk now).
+    /// Forget the entries a flush wrote, unless they changed since the flush copied them
+    /// (those stay for the next flush, no longer fresh: an older version is on disk now).
     pub(crate) fn retire(&self, written: &Snapshot) {
         for (key, _, generation) in written {
             let mut shard = self.shard(key);
