@@ -134,7 +134,8 @@ pub enum StoreError {
 /// A backend for per-entity state, the restricted index and the audit log.
 pub trait StateStore: Send + Sync {
     /// Atomically read the state of `key` (empty when none), let `decide` compute the update,
-    /// and apply it.
+    /// and apply it. Fails with [`StoreError::Contended`] (nothing written) only when other
+    /// updates of the key kept it from its turn past the backend's bound.
     fn update(&self, key: &str, decide: &mut dyn FnMut(&[u8]) -> Update) -> Result<(), StoreError>;
 
     /// The state stored for `key`, if any.

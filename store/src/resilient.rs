@@ -132,7 +132,11 @@ pub struct ResilientStore {
     /// update (is the key restricted?), written only when a restricted key changes.
     restricted: RwLock<HashMap<String, Option<Vec<u8>>>>,
     audit_queue: Mutex<VecDeque<AuditRecord>>,
+    /// The highest audit seq this store saw (the backend's at open, then each append's).
     last_seq: AtomicU64,
+    /// Whether the next recovery must reopen the backend even if it flushes: a write back
+    /// into it failed (a redb file may flush with nothing to write yet refuse every write).
+    reopen: AtomicBool,
     dropped_states: AtomicU64,
     dropped_audit: AtomicU64,
 }
@@ -179,6 +183,15 @@ impl ResilientStore {
             let state = backend.get(&key).map_err(opened)?;
             restricted.insert(key, state);
         }
+        let newest = AuditQuery {
+            limit: Some(1),
+            ..AuditQuery::default()
+        };
+        let last_seq = backend
+            .audit(&newest)
+            .map_err(opened)?
+            .last()
+            .map_or(0, |r| r.seq);
         Ok(Self {
             factory,
             backend: RwLock::new(Some(backend)),
@@ -195,7 +208,8 @@ impl ResilientStore {
             overlay: Mutex::default(),
             restricted: RwLock::new(restricted),
             audit_queue: Mutex::default(),
-            last_seq: AtomicU64::new(0),
+            last_seq: AtomicU64::new(last_seq),
+            reopen: AtomicBool::new(false),
             dropped_states: AtomicU64::new(0),
             dropped_audit: AtomicU64::new(0),
         })
@@ -428,14 +442,18 @@ impl ResilientStore {
             Some(backend) => backend.flush(),
             None => Err(StoreError::Unavailable(anyhow!("no backend"))),
         };
-        if flushed.is_err() {
+        if flushed.is_err() || self.reopen.load(Ordering::SeqCst) {
             let mut slot = self.backend.write().unwrap_or_else(PoisonError::into_inner);
             // Drop the old one first: the embedded store holds a file lock.
             drop(slot.take());
             *slot = Some((self.factory)()?);
+            self.reopen.store(false, Ordering::SeqCst);
         }
         self.reads_work.store(true, Ordering::SeqCst);
-        self.write_back()?;
+        if let Err(err) = self.write_back() {
+            self.reopen.store(true, Ordering::SeqCst);
+            return Err(err);
+        }
         // No update or append runs while the gate is held exclusively: write back what the
         // last degraded ones kept meanwhile, then end degraded mode.
         let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
