@@ -742,7 +742,7 @@ impl StateStore for EmbeddedStore {
     }
 
     /// Writes the buffered counter states in one durable transaction that is begun *before*
-    /// the buffer is read; see [`EmbeddedStore::flush_round`] for why that order matters.
+    /// the buffer is read; see `EmbeddedStore::flush_round` for why that order matters.
     fn flush(&self) -> Result<(), StoreError> {
         let mut remaining: Vec<usize> = (0..self.buffer.shard_count()).collect();
         for _ in 0..FLUSH_ROUNDS {

@@ -687,7 +687,7 @@ fn glob_escape(text: &str) -> String {
 
 impl StateStore for RedisStore {
     /// Deletes every `P state:*` key (found with `SCAN`, deleted in batches of
-    /// [`CLEAR_BATCH`] by a script that keeps the entity count and the restricted index in
+    /// `CLEAR_BATCH` by a script that keeps the entity count and the restricted index in
     /// step), then drops whatever is left in the restricted index without state. Other
     /// prefixes and the audit log are untouched.
     ///
@@ -741,7 +741,7 @@ impl StateStore for RedisStore {
     }
 
     /// One update of `key` at a time on this host (a per-key lock, waited for up to
-    /// [`RedisOptions::contention_timeout`]), then [`RedisStore::update_shared`] against the
+    /// [`RedisOptions::contention_timeout`]), then `RedisStore::update_shared` against the
     /// other hosts. See the module docs.
     fn update(&self, key: &str, decide: &mut dyn FnMut(&[u8]) -> Update) -> Result<(), StoreError> {
         let deadline = Instant::now() + self.options.contention_timeout;
@@ -856,7 +856,7 @@ impl StateStore for RedisStore {
         lease.run(Step::Write, |c| invocation.invoke::<u64>(c))
     }
 
-    /// In batches of [`AUDIT_BATCH`]: the oldest seqs from the time index (`ZRANGE ... BYSCORE
+    /// In batches of `AUDIT_BATCH`: the oldest seqs from the time index (`ZRANGE ... BYSCORE
     /// LIMIT`), their records (for the entity index to clean), then a script that deletes each
     /// record with its index entries. Not one atomic step across batches; each batch is.
     /// Records with the same `at` go in Redis's order for equal scores (by seq as text), not
