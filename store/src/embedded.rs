@@ -530,6 +530,9 @@ impl StateStore for EmbeddedStore {
     /// A key with a buffered write was written within the last second: it is kept without
     /// asking. Otherwise the state on disk is asked about and deleted in one lazy commit
     /// (made durable by the next flush), under the key's buffer lock so no update interleaves.
+    /// No flush can write the key back either: a flush writes only buffered keys, and this key
+    /// is not buffered and cannot become so while its shard is held (issue 12's flush race
+    /// does not apply).
     fn remove_if(
         &self,
         key: &str,
@@ -742,7 +745,10 @@ impl StateStore for EmbeddedStore {
     }
 
     /// Writes the buffered counter states in one durable transaction that is begun *before*
-    /// the buffer is read; see `EmbeddedStore::flush_round` for why that order matters.
+    /// the buffer is read; see `EmbeddedStore::flush_round` for why that order matters. A
+    /// buffer shard that an update keeps busy through all `FLUSH_ROUNDS` stays buffered for
+    /// the next flush (a second later in a host); with no concurrent updates (at shutdown,
+    /// on drop) every write is flushed.
     fn flush(&self) -> Result<(), StoreError> {
         let mut remaining: Vec<usize> = (0..self.buffer.shard_count()).collect();
         for _ in 0..FLUSH_ROUNDS {
