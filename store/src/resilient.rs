@@ -679,3 +679,22 @@ impl Drop for ResilientStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_are_told_from_other_failures() {
+        let io = || std::io::Error::from_raw_os_error(28); // ENOSPC
+        assert!(is_outage(&StoreError::Unavailable(anyhow!("down"))));
+        assert!(is_outage(&StoreError::Other(
+            anyhow::Error::new(io()).context("commit")
+        )));
+        assert!(!is_outage(&StoreError::Other(anyhow!("corrupt page"))));
+        assert!(
+            !is_outage(&StoreError::Contended(anyhow!("busy"))),
+            "contention is answered, not ridden out in memory"
+        );
+    }
+}
