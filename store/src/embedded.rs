@@ -369,6 +369,14 @@ fn restrict_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
         )))
     };
     let current = fs::metadata(path).map_err(fail)?.permissions().mode() & 0o7777;
+    if current & 0o1000 != 0 {
+        // A sticky directory is shared (`/tmp`): tightening it would break everyone else.
+        return Err(StoreError::Other(anyhow!(
+            "{} is a shared directory (sticky bit set, like /tmp): give quench a data \
+             directory of its own, e.g. /var/lib/quench",
+            path.display()
+        )));
+    }
     if current != mode {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(fail)?;
     }

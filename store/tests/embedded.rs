@@ -239,3 +239,18 @@ fn the_data_directory_and_file_are_owner_only_whatever_the_umask() {
     assert_eq!(mode(&fresh), 0o700);
     assert_eq!(mode(&fresh.join("quench.redb")), 0o600);
 }
+
+/// A shared sticky directory (like /tmp) is refused as a data directory rather than made 0700
+/// under everyone else.
+#[test]
+fn a_shared_sticky_directory_is_refused_not_tightened() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let shared = root.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let err = EmbeddedStore::open(&shared).unwrap_err();
+    assert!(err.to_string().contains("shared directory"), "{err}");
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o1777, "left as it was");
+}
