@@ -49,6 +49,10 @@ pub fn run_all<S: StateStore>(mut new_store: impl FnMut() -> S) {
             "remove_if_removes_what_it_is_told",
             remove_if_removes_what_it_is_told,
         ),
+        (
+            "prune_audit_deletes_the_oldest",
+            prune_audit_deletes_the_oldest,
+        ),
     ];
     for (name, check) in checks {
         eprintln!("conformance: {name}");
@@ -680,4 +684,70 @@ pub fn remove_if_removes_what_it_is_told(store: &dyn StateStore) {
         .unwrap();
     assert_eq!(store.entity_count().unwrap(), 2);
     store.flush().unwrap();
+}
+
+/// `prune_audit` deletes at most `max` records older than `before`, oldest first, with their
+/// index entries (entity and time queries no longer find them), and later appends still get
+/// seqs above every seq assigned before, even when the newest record was pruned.
+pub fn prune_audit_deletes_the_oldest(store: &dyn StateStore) {
+    // (at, entity): times out of seq order, like hosts with different clocks.
+    let log = [
+        (100, Some("user:a@contoso.com")),
+        (300, Some("user:b@contoso.com")),
+        (200, Some("user:a@contoso.com")),
+        (400, None),
+        (500, Some("user:a@contoso.com")),
+    ];
+    let seqs: Vec<u64> = log
+        .iter()
+        .map(|&(at, entity)| {
+            store
+                .append_audit(&record(at, "restrict", entity, &format!("at {at}")))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        store.prune_audit(1_000, 0).unwrap(),
+        0,
+        "max 0 deletes nothing"
+    );
+    assert_eq!(store.prune_audit(100, 10).unwrap(), 0, "nothing before 100");
+
+    // Before 450 are at 100, 200, 300, 400: the oldest two (100, 200) go first.
+    assert_eq!(store.prune_audit(450, 2).unwrap(), 2);
+    let left = |query: &AuditQuery| -> Vec<i64> {
+        store.audit(query).unwrap().iter().map(|r| r.at).collect()
+    };
+    assert_eq!(left(&AuditQuery::default()), [300, 400, 500]);
+    assert_eq!(
+        left(&AuditQuery {
+            entity: Some("user:a@contoso.com".into()),
+            ..Default::default()
+        }),
+        [500],
+        "the entity index forgets pruned records"
+    );
+    assert_eq!(
+        left(&AuditQuery {
+            since: Some(0),
+            ..Default::default()
+        }),
+        [300, 400, 500],
+        "the time index forgets pruned records"
+    );
+    // The rest before 450: two, though ten were allowed.
+    assert_eq!(store.prune_audit(450, 10).unwrap(), 2);
+    assert_eq!(left(&AuditQuery::default()), [500]);
+
+    // Prune everything, including the newest record: seqs still go on.
+    assert_eq!(store.prune_audit(i64::MAX, 10).unwrap(), 1);
+    assert!(store.audit(&AuditQuery::default()).unwrap().is_empty());
+    let next = store
+        .append_audit(&record(600, "unblock", Some("user:a@contoso.com"), ""))
+        .unwrap();
+    assert!(
+        next > *seqs.last().unwrap(),
+        "seq {next} after pruning reuses one already given ({seqs:?})"
+    );
+    assert_eq!(left(&AuditQuery::default()), [600]);
 }

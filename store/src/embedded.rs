@@ -12,7 +12,10 @@
 //! - [`Durability::Lazy`] updates that leave the restricted index alone are held in memory
 //!   (`write_buffer.rs`) and read from there, and [`flush`] writes all of them in one
 //!   immediate transaction. The host calls `flush` every second and at shutdown; dropping the
-//!   store flushes too. A crash loses at most the writes since the last flush.
+//!   store flushes too. A crash loses at most the writes since the last flush. A flush begins
+//!   its write transaction before it reads the buffer, so a buffered counter state never
+//!   overwrites a newer immediate write of the same key (`EmbeddedStore::flush_round` says
+//!   how, and why the other order lost restrictions and reverted unblocks).
 //! - Lazy updates that do change the index commit with `redb::Durability::None`: "Commits with
 //!   this durability level will not be persisted to disk unless followed by a commit with
 //!   `Durability::Immediate`" (same page). So any later immediate write, and [`flush`], which
@@ -65,6 +68,23 @@ const AUDIT_BY_ENTITY: TableDefinition<(&str, u64), ()> = TableDefinition::new("
 const AUDIT_BY_TIME: TableDefinition<(i64, u64), ()> = TableDefinition::new("audit_by_time");
 /// Store metadata: `schema` -> the layout version of the tables above.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Flush transactions per [`StateStore::flush`] call at most: the first writes every shard
+/// that was free, the next ones retry shards that were busy (usually held by an update waiting
+/// for the first transaction's writer lock, free once it committed). Three bound the `fsync`s
+/// a flush costs; anything still busy stays buffered for the next flush, a second later.
+const FLUSH_ROUNDS: usize = 3;
+
+/// How often a flush tries a busy buffer shard within one transaction before skipping it. A
+/// lazy update holds its shard for a map insert (well under a microsecond), so a few tries
+/// with a yield in between catch it; an update waiting for the writer lock will not let go
+/// until the transaction ends, so more tries would only waste time.
+const FLUSH_SHARD_TRIES: usize = 4;
+
+/// `META` key: the highest seq `prune_audit` ever deleted, so that appends after the newest
+/// record was pruned do not give its seq again. (Absent: nothing pruned yet; the layout
+/// version stays 1, since a file without it reads the same.)
+const PRUNED_SEQ: &str = "audit_pruned_seq";
 
 /// The table layout this code reads and writes; a file with another version is refused rather
 /// than misread.
@@ -120,7 +140,9 @@ impl EmbeddedStore {
         Self::open_with(dir, &EmbeddedOptions::default())
     }
 
-    /// Opens (creating it if needed) the store in the data directory `dir`.
+    /// Opens (creating it if needed) the store in the data directory `dir`. The directory is
+    /// made mode 0700 and the file 0600 (owner only), whatever the umask, also when they
+    /// already existed with other modes.
     ///
     /// Fails with [`StoreError::Unavailable`] when the directory cannot be created or written,
     /// or when another process (or another store in this one) has it open, and with
@@ -133,12 +155,14 @@ impl EmbeddedStore {
                 dir.display()
             )))
         })?;
+        restrict_mode(dir, DIR_MODE)?;
         let file = dir.join(FILE_NAME);
         let created = !file.exists();
         let db = Database::builder()
             .set_cache_size(options.cache_bytes)
             .create(&file)
             .map_err(|err| open_error(&file, err))?;
+        restrict_mode(&file, FILE_MODE)?;
         if created {
             // The new file's directory entry must reach the disk too, or a power loss could
             // lose the whole file even after durable commits into it.
@@ -258,11 +282,105 @@ impl EmbeddedStore {
         txn.commit().map_err(|e| redb_error(context(), e))
     }
 
+    /// One flush transaction over the buffer shards `shards`; returns the shards that were busy
+    /// (left buffered for the next round or the next flush).
+    ///
+    /// The write transaction is begun first. It holds redb's single-writer lock, so no other
+    /// commit (an immediate restriction or unblock in particular) can land between reading the
+    /// buffer and committing it: every buffered state copied here is the newest state of its
+    /// key, and a newer immediate write of that key (which takes the key's shard lock, then
+    /// waits for the writer lock) commits after this transaction, on top of it. A lazily
+    /// buffered counter state therefore never overwrites a newer immediate write. Reading the
+    /// buffer before beginning the transaction (as an earlier version did) let an immediate
+    /// update commit in between and be overwritten by the older buffered state: a lost
+    /// restriction, or a reverted unblock.
+    ///
+    /// Shards are only tried, never waited for: an update holding its shard may be waiting for
+    /// this transaction's writer lock. A busy shard is tried again [`FLUSH_SHARD_TRIES`] times
+    /// (a lazy update holds it only for a map insert) and otherwise skipped.
+    fn flush_round(&self, shards: &[usize]) -> Result<Vec<usize>, StoreError> {
+        let context = |n: usize| format!("flush of {n} buffered states");
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| redb_error(context(0), e))?;
+        // Under the writer lock: every lazy commit that set this has committed already.
+        let pending = self.lazy_pending.swap(false, Ordering::SeqCst);
+        let mut buffered = Vec::new();
+        let mut busy = shards.to_vec();
+        for attempt in 0..FLUSH_SHARD_TRIES {
+            if attempt > 0 {
+                std::thread::yield_now();
+            }
+            busy.retain(|&index| !self.buffer.try_collect(index, &mut buffered));
+            if busy.is_empty() {
+                break;
+            }
+        }
+        if buffered.is_empty() && !pending {
+            txn.abort().map_err(|e| redb_error(context(0), e))?;
+            return Ok(busy);
+        }
+        let written = (|| {
+            {
+                let mut state = txn
+                    .open_table(STATE)
+                    .map_err(|e| redb_error(context(buffered.len()), e))?;
+                for (key, bytes, _) in &buffered {
+                    state
+                        .insert(key.as_str(), bytes.as_slice())
+                        .map_err(|e| redb_error(context(buffered.len()), e))?;
+                }
+            }
+            // An immediate commit (the default): it also persists every earlier non-durable one.
+            txn.commit()
+                .map_err(|e| redb_error(context(buffered.len()), e))
+        })();
+        if let Err(err) = written {
+            self.lazy_pending.fetch_or(pending, Ordering::SeqCst);
+            return Err(err);
+        }
+        self.buffer.retire(&buffered);
+        Ok(busy)
+    }
+
     fn read_txn(&self, what: &str) -> Result<redb::ReadTransaction, StoreError> {
         self.db
             .begin_read()
             .map_err(|e| redb_error(format!("{what}: cannot begin a read transaction"), e))
     }
+}
+
+/// The data directory's mode: owner only. The store holds who was restricted and why, and
+/// the audit log of admin actions; nobody else on the host needs to read them.
+const DIR_MODE: u32 = 0o700;
+/// The database file's mode: owner read and write only, for the same reason.
+const FILE_MODE: u32 = 0o600;
+
+/// Sets `path`'s permission bits to `mode` unless they are already exactly that, whatever
+/// the umask gave it (a directory or file created by an older quench, or by hand, is
+/// tightened too).
+fn restrict_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let fail = |err: std::io::Error| {
+        StoreError::Unavailable(anyhow!(err).context(format!(
+            "cannot set the mode of {} to {mode:o}",
+            path.display()
+        )))
+    };
+    let current = fs::metadata(path).map_err(fail)?.permissions().mode() & 0o7777;
+    if current & 0o1000 != 0 {
+        // A sticky directory is shared (`/tmp`): tightening it would break everyone else.
+        return Err(StoreError::Other(anyhow!(
+            "{} is a shared directory (sticky bit set, like /tmp): give quench a data \
+             directory of its own, e.g. /var/lib/quench",
+            path.display()
+        )));
+    }
+    if current != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// Says what went wrong opening the database file, and what to do about it.
@@ -285,10 +403,12 @@ fn open_error(file: &Path, err: DatabaseError) -> StoreError {
 }
 
 /// A redb error with what was being done: I/O failures are [`StoreError::Unavailable`] (the
-/// disk is gone or full), everything else is [`StoreError::Other`].
+/// disk is gone or full), and so is redb's refusal of every write after one (`PreviousIo`:
+/// the database must be closed and reopened, which a wrapper such as
+/// [`ResilientStore`](crate::ResilientStore) does); everything else is [`StoreError::Other`].
 fn redb_error(context: String, err: impl Into<redb::Error>) -> StoreError {
     let err: redb::Error = err.into();
-    if matches!(err, redb::Error::Io(_)) {
+    if matches!(err, redb::Error::Io(_) | redb::Error::PreviousIo) {
         StoreError::Unavailable(anyhow!(err).context(context))
     } else {
         StoreError::Other(anyhow!(err).context(context))
@@ -319,8 +439,16 @@ fn offer_seq(
 }
 
 impl StateStore for EmbeddedStore {
+    /// Holds every buffer shard (so no update runs and nothing is buffered meanwhile), drops
+    /// the buffered writes, and empties the tables in one durable transaction. The shards are
+    /// taken before redb's writer lock, the order updates use, so this cannot deadlock with
+    /// them; a concurrent flush never waits for a shard, and one that read a shard before this
+    /// took it commits before this transaction begins, so it cannot bring cleared state back.
     fn clear_states(&self) -> Result<(), StoreError> {
-        self.buffer.clear();
+        let mut shards = self.buffer.lock_all();
+        for shard in &mut shards {
+            shard.clear();
+        }
         let context = || "clearing all state".to_string();
         let txn = self
             .db
@@ -335,7 +463,9 @@ impl StateStore for EmbeddedStore {
             .map_err(|e| redb_error(context(), e))?
             .retain(|_, _| false)
             .map_err(|e| redb_error(context(), e))?;
-        txn.commit().map_err(|e| redb_error(context(), e))
+        txn.commit().map_err(|e| redb_error(context(), e))?;
+        drop(shards);
+        Ok(())
     }
 
     fn update(&self, key: &str, decide: &mut dyn FnMut(&[u8]) -> Update) -> Result<(), StoreError> {
@@ -408,6 +538,9 @@ impl StateStore for EmbeddedStore {
     /// A key with a buffered write was written within the last second: it is kept without
     /// asking. Otherwise the state on disk is asked about and deleted in one lazy commit
     /// (made durable by the next flush), under the key's buffer lock so no update interleaves.
+    /// No flush can write the key back either: a flush writes only buffered keys, and this key
+    /// is not buffered and cannot become so while its shard is held (issue 12's flush race
+    /// does not apply).
     fn remove_if(
         &self,
         key: &str,
@@ -473,7 +606,13 @@ impl StateStore for EmbeddedStore {
                 .open_table(AUDIT)
                 .map_err(|e| redb_error(context(), e))?;
             let last = log.last().map_err(|e| redb_error(context(), e))?;
-            let seq = last.map_or(0, |(seq, _)| seq.value()) + 1;
+            let pruned = txn
+                .open_table(META)
+                .map_err(|e| redb_error(context(), e))?
+                .get(PRUNED_SEQ)
+                .map_err(|e| redb_error(context(), e))?
+                .map_or(0, |v| v.value());
+            let seq = last.map_or(0, |(seq, _)| seq.value()).max(pruned) + 1;
             let stored = AuditRecord {
                 seq,
                 ..record.clone()
@@ -502,6 +641,58 @@ impl StateStore for EmbeddedStore {
         }
         txn.commit().map_err(|e| redb_error(context(), e))?;
         Ok(seq)
+    }
+
+    /// One durable transaction: the oldest `max` entries of the time index before `before`,
+    /// their records and entity index entries, and the highest seq deleted (for later appends).
+    fn prune_audit(&self, before: i64, max: usize) -> Result<u64, StoreError> {
+        let context = || format!("audit pruning before {before}");
+        let err = |e: redb::StorageError| redb_error(context(), e);
+        if max == 0 {
+            return Ok(0);
+        }
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| redb_error(context(), e))?;
+        let deleted = {
+            let mut by_time = txn
+                .open_table(AUDIT_BY_TIME)
+                .map_err(|e| redb_error(context(), e))?;
+            let doomed = by_time
+                .range(..(before, 0))
+                .map_err(err)?
+                .take(max)
+                .map(|entry| entry.map(|(key, _)| key.value()).map_err(err))
+                .collect::<Result<Vec<(i64, u64)>, StoreError>>()?;
+            let mut log = txn
+                .open_table(AUDIT)
+                .map_err(|e| redb_error(context(), e))?;
+            let mut by_entity = txn
+                .open_table(AUDIT_BY_ENTITY)
+                .map_err(|e| redb_error(context(), e))?;
+            let mut highest = 0;
+            for &(at, seq) in &doomed {
+                by_time.remove((at, seq)).map_err(err)?;
+                let record = log.remove(seq).map_err(err)?.ok_or_else(|| {
+                    StoreError::Other(anyhow!(
+                        "the audit time index names record {seq}, which is missing"
+                    ))
+                })?;
+                if let Some(entity) = decode_audit(record.value(), seq)?.entity {
+                    by_entity.remove((entity.as_str(), seq)).map_err(err)?;
+                }
+                highest = highest.max(seq);
+            }
+            let mut meta = txn.open_table(META).map_err(|e| redb_error(context(), e))?;
+            let pruned = meta.get(PRUNED_SEQ).map_err(err)?.map_or(0, |v| v.value());
+            if highest > pruned {
+                meta.insert(PRUNED_SEQ, highest).map_err(err)?;
+            }
+            doomed.len() as u64
+        };
+        txn.commit().map_err(|e| redb_error(context(), e))?;
+        Ok(deleted)
     }
 
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
@@ -561,48 +752,20 @@ impl StateStore for EmbeddedStore {
         Ok(newest.finish())
     }
 
+    /// Writes the buffered counter states in one durable transaction that is begun *before*
+    /// the buffer is read; see `EmbeddedStore::flush_round` for why that order matters. A
+    /// buffer shard that an update keeps busy through all `FLUSH_ROUNDS` stays buffered for
+    /// the next flush (a second later in a host); with no concurrent updates (at shutdown,
+    /// on drop) every write is flushed.
     fn flush(&self) -> Result<(), StoreError> {
-        let buffered = self.buffer.snapshot();
-        if !buffered.is_empty() {
-            let context = || format!("flush of {} buffered states", buffered.len());
-            let pending = self.lazy_pending.swap(false, Ordering::SeqCst);
-            let written = self
-                .db
-                .begin_write()
-                .map_err(|e| redb_error(context(), e))
-                .and_then(|txn| {
-                    {
-                        let mut state = txn
-                            .open_table(STATE)
-                            .map_err(|e| redb_error(context(), e))?;
-                        for (key, bytes, _) in &buffered {
-                            state
-                                .insert(key.as_str(), bytes.as_slice())
-                                .map_err(|e| redb_error(context(), e))?;
-                        }
-                    }
-                    txn.commit().map_err(|e| redb_error(context(), e))
-                });
-            if written.is_err() {
-                self.lazy_pending.fetch_or(pending, Ordering::SeqCst);
-                return written;
+        let mut remaining: Vec<usize> = (0..self.buffer.shard_count()).collect();
+        for _ in 0..FLUSH_ROUNDS {
+            remaining = self.flush_round(&remaining)?;
+            if remaining.is_empty() {
+                break;
             }
-            self.buffer.retire(&buffered);
-            return Ok(());
         }
-        if !self.lazy_pending.swap(false, Ordering::SeqCst) {
-            return Ok(());
-        }
-        // An empty durable commit: redb persists every earlier non-durable commit with it.
-        let result = self
-            .db
-            .begin_write()
-            .map_err(|e| redb_error("flush".to_owned(), e))
-            .and_then(|txn| txn.commit().map_err(|e| redb_error("flush".to_owned(), e)));
-        if result.is_err() {
-            self.lazy_pending.store(true, Ordering::SeqCst);
-        }
-        result
+        Ok(())
     }
 
     fn entity_count(&self) -> Result<u64, StoreError> {

@@ -19,22 +19,33 @@
 //!
 //! Backends: [`MemoryStore`] (in-process: `quench simulate`, tests, benches), [`EmbeddedStore`]
 //! (the durable default, a redb file in the data directory) and, with the `redis` feature,
-//! `RedisStore` (fleet mode: many hosts share one Redis). The `conformance` feature adds
+//! `RedisStore` (fleet mode: many hosts share one Redis). [`ResilientStore`] wraps any of them
+//! so that a full disk, I/O errors or a Redis outage do not stop enforcement. The
+//! `conformance` feature adds
 //! the `conformance` module, the behaviour every backend must show, as a test kit.
 
 mod audit_filter;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod embedded;
+#[cfg(feature = "redis")]
+mod key_locks;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod resilient;
+#[cfg(feature = "conformance")]
+pub mod stress;
 mod write_buffer;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisOptions, RedisStore};
+pub use resilient::{
+    FIRST_RETRY, Factory, MAX_OVERLAY_KEYS, MAX_QUEUED_AUDIT, MAX_RETRY, ResilientStore, Unsaved,
+    is_outage,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -111,12 +122,20 @@ pub enum StoreError {
     /// Anything else (corruption, a bug): the message says what.
     #[error("store error: {0:#}")]
     Other(anyhow::Error),
+    /// The store works, but other updates of the same entity kept this one from its turn for
+    /// longer than the store's generous bound (Redis: `RedisOptions::contention_timeout`,
+    /// default 5 s). Nothing was written. The host must answer it with a temporary refusal
+    /// (4xx: the client retries), never with an accept: an accept here would be a message the
+    /// entity's counters never saw.
+    #[error("store contended: {0:#}")]
+    Contended(anyhow::Error),
 }
 
 /// A backend for per-entity state, the restricted index and the audit log.
 pub trait StateStore: Send + Sync {
     /// Atomically read the state of `key` (empty when none), let `decide` compute the update,
-    /// and apply it.
+    /// and apply it. Fails with [`StoreError::Contended`] (nothing written) only when other
+    /// updates of the key kept it from its turn past the backend's bound.
     fn update(&self, key: &str, decide: &mut dyn FnMut(&[u8]) -> Update) -> Result<(), StoreError>;
 
     /// The state stored for `key`, if any.
@@ -155,6 +174,18 @@ pub trait StateStore: Send + Sync {
         key: &str,
         forget: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<bool, StoreError>;
+
+    /// Deletes up to `max` audit records with `at < before`, oldest (lowest `at`, then lowest
+    /// seq) first, with their index entries; returns how many were deleted. Seqs of records
+    /// appended later still go on from the highest seq ever assigned, pruned or not. Used by
+    /// the audit retention (a host calls it in batches until it returns less than `max`).
+    /// The deletion is durable when it returns.
+    fn prune_audit(&self, before: i64, max: usize) -> Result<u64, StoreError> {
+        let _ = (before, max);
+        Err(StoreError::Other(anyhow::anyhow!(
+            "this store cannot prune the audit log"
+        )))
+    }
 
     /// Forget every entity's state and the restricted index (the audit log stays). Used
     /// when an operator swaps in a policy with another state format and asks to reset

@@ -20,13 +20,24 @@ type Shard = Mutex<HashMap<String, Vec<u8>>>;
 /// Per-key atomicity comes from sharded mutexes: an update locks only the shard of its key, runs
 /// the closure and applies its result under that lock. The restricted index and the audit log
 /// each have their own lock, always taken after a shard lock, never before.
+///
+/// A lazy write never overwrites a newer immediate write: both kinds are applied to the same
+/// map under the key's shard lock, in the order they run, and nothing is buffered for later
+/// ([`StateStore::flush`] has nothing to write), so no older state can be written afterwards.
 #[derive(Debug)]
 pub struct MemoryStore {
     hasher: std::hash::RandomState,
     shards: Box<[Shard]>,
     restricted: Mutex<BTreeSet<String>>,
-    /// The log; the record at index `i` has seq `i + 1`.
-    audit: Mutex<Vec<AuditRecord>>,
+    audit: Mutex<AuditLog>,
+}
+
+/// The audit log in seq order, and the last seq assigned (pruning never lowers it, so seqs
+/// keep strictly increasing).
+#[derive(Debug, Default)]
+struct AuditLog {
+    records: Vec<AuditRecord>,
+    last_seq: u64,
 }
 
 impl MemoryStore {
@@ -129,18 +140,34 @@ impl StateStore for MemoryStore {
 
     fn append_audit(&self, record: &AuditRecord) -> Result<u64, StoreError> {
         let mut log = lock(&self.audit);
-        let seq = log.len() as u64 + 1;
-        log.push(AuditRecord {
+        log.last_seq += 1;
+        let seq = log.last_seq;
+        log.records.push(AuditRecord {
             seq,
             ..record.clone()
         });
         Ok(seq)
     }
 
+    fn prune_audit(&self, before: i64, max: usize) -> Result<u64, StoreError> {
+        let mut log = lock(&self.audit);
+        let mut old: Vec<(i64, u64)> = log
+            .records
+            .iter()
+            .filter(|r| r.at < before)
+            .map(|r| (r.at, r.seq))
+            .collect();
+        old.sort_unstable();
+        old.truncate(max);
+        let doomed: std::collections::HashSet<u64> = old.iter().map(|&(_, seq)| seq).collect();
+        log.records.retain(|r| !doomed.contains(&r.seq));
+        Ok(doomed.len() as u64)
+    }
+
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
         let log = lock(&self.audit);
         let mut newest = Newest::new(query);
-        for record in log.iter().rev() {
+        for record in log.records.iter().rev() {
             if newest.offer(record) {
                 break;
             }

@@ -5,10 +5,41 @@
 //! closure, then one Lua script checks that the state is still exactly what was read and, only
 //! then, writes the new state and the restricted-index change together. Scripts run atomically
 //! in Redis, so no other host's update can slip in between the check and the write; on a
-//! conflict the update re-reads and re-decides (the closure runs again, which the trait allows),
-//! with a short random backoff so that contending hosts spread out. N hosts therefore never let
-//! more through than the limit: every decision is made on the latest state and applied only if
-//! that state is still current.
+//! conflict the update re-reads and re-decides (the closure runs again, which the trait allows).
+//! N hosts therefore never let more through than the limit: every decision is made on the
+//! latest state and applied only if that state is still current.
+//!
+//! # Contention ends in a counted answer
+//! A hot entity (one sender blasting through many connections, on many hosts) must not turn
+//! lost compare-and-sets into errors, which the host would answer as an outage (by default
+//! with an accept that nobody counted). So:
+//! - **One host never competes with itself.** Updates of one key on one `RedisStore` go one at
+//!   a time (`key_locks.rs`: a fixed set of 256 lock slots chosen by the key's hash, so memory
+//!   stays bounded); only different hosts can race.
+//! - **Hosts take turns when they keep colliding.** After [`OPTIMISTIC_ATTEMPTS`] lost
+//!   compare-and-sets, an update takes the entity's Redis lock (`SET P lock:<entity> token NX
+//!   PX ttl`) and then reads, decides and writes; the update script refuses any other update's
+//!   write while the lock is held (so a lock holder's compare-and-set cannot lose) and
+//!   releases the lock with the write; an update that decides nothing releases it with a
+//!   compare-and-delete script. Other hosts wait for the lock with a short random backoff. The
+//!   whole read-decide-write cannot move into Redis, because the decision is the policy's
+//!   (a WebAssembly guest in the host).
+//! - The lock orders updates but correctness never rests on it: the write is still a
+//!   compare-and-set, so a lock that expires under a stalled holder ([`LOCK_MARGIN`]) costs a
+//!   retry, never a lost update. A host that dies holding a lock delays that entity's other
+//!   updates until the lock expires (about 2.25 s with the default timeouts).
+//! - Waiting (for this host's turn, then for the lock) is bounded by
+//!   [`RedisOptions::contention_timeout`]; past it the update fails with
+//!   [`StoreError::Contended`], which the host answers with a temporary refusal. Only a real
+//!   outage (connection refused or dropped, an I/O timeout, Redis loading or read-only) gives
+//!   [`StoreError::Unavailable`]; when one update of a key finds Redis unavailable, the
+//!   updates of that key queued behind it on this host fail the same way at once instead of
+//!   each waiting for its own timeout.
+//!
+//! A lazy write never overwrites a newer immediate write: the two are not told apart here,
+//! nothing is buffered in the host ([`StateStore::flush`] has nothing to write), and every write
+//! is a compare-and-set against the exact state its decision read, so a write decided on an
+//! older state is refused and decided again on the newer one.
 //!
 //! # Failures
 //! Every command has a bounded connect and I/O timeout ([`RedisOptions`]). An unreachable,
@@ -42,14 +73,21 @@ use anyhow::anyhow;
 use redis::{Client, Connection, RedisError, RedisResult, Script, ServerErrorKind};
 
 use crate::audit_filter::{Newest, Plan};
+use crate::key_locks::{KeyLocks, Refused};
 use crate::{AuditQuery, AuditRecord, KeyPage, StateStore, StoreError, Update};
 
-/// Compare-and-set of one entity's state and its restricted-index entry.
+/// Compare-and-set of one entity's state and its restricted-index entry, respecting the
+/// entity's contention lock.
 ///
-/// KEYS: state, restricted set, entity counter. ARGV: `-` (no state expected) or `=` (ARGV[2]
-/// expected), `-` (keep the state) or `=` (store ARGV[4]), `+`/`-`/`` (index change), the
-/// entity key. Returns 1 when applied, 0 when the state changed since it was read.
+/// KEYS: state, restricted set, entity counter, the entity's lock. ARGV: `-` (no state
+/// expected) or `=` (ARGV[2] expected), `-` (keep the state) or `=` (store ARGV[4]),
+/// `+`/`-`/`` (index change), the entity key, this update's lock token (`` when it holds no
+/// lock). Returns 1 when applied, 0 when the state changed since it was read, -1 when another
+/// update holds the entity's lock. A lock this update holds is released either way.
 const UPDATE_SCRIPT: &str = r"
+local lock = redis.call('GET', KEYS[4])
+if lock and lock ~= ARGV[7] then return -1 end
+if lock then redis.call('DEL', KEYS[4]) end
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '-' then
   if current then return 0 end
@@ -66,6 +104,15 @@ elseif ARGV[5] == '-' then
   redis.call('SREM', KEYS[2], ARGV[6])
 end
 return 1
+";
+
+/// Releases an entity's contention lock if this update still holds it (compare-and-delete:
+/// a lock that expired and was taken by another host is left alone).
+///
+/// KEYS: the lock. ARGV: this update's token.
+const UNLOCK_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 ";
 
 /// Appends one audit record: the next seq, the record, its time and entity index entries.
@@ -123,8 +170,39 @@ if redis.call('DECR', KEYS[3]) <= 0 then redis.call('DEL', KEYS[3]) end
 return 1
 ";
 
+/// Deletes audit records and their index entries; the seq counter is left alone, so seqs
+/// keep increasing after pruning.
+///
+/// KEYS: log hash, time index, then one entity index per record (the time index again for a
+/// record without entity). ARGV: the seqs, in the same order. Returns how many records were
+/// deleted (a record another host pruned meanwhile is not counted twice).
+const PRUNE_SCRIPT: &str = r"
+local deleted = 0
+for i = 1, #ARGV do
+  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then
+    deleted = deleted + 1
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    redis.call('ZREM', KEYS[i + 2], ARGV[i])
+  end
+end
+return deleted
+";
+
 /// Audit records fetched per round trip when scanning the log.
 const AUDIT_BATCH: usize = 256;
+
+/// Compare-and-set attempts an update makes before it takes the entity's Redis lock. Three:
+/// one lost race is normal under load, and each loss means another host's update went through;
+/// a third loss in a row means the key is hot across hosts, and queueing on a lock then costs
+/// less than more rounds of read, decide and lose.
+const OPTIMISTIC_ATTEMPTS: u32 = 3;
+
+/// How long an entity's Redis lock lives past the I/O timeouts its holder may spend (a `GET`
+/// and the update script, each up to [`RedisOptions::io_timeout`]): 250 ms covers the policy's
+/// decision (milliseconds at most). The lock only orders contending updates; correctness
+/// rests on the compare-and-set, so a lock that expires under a slow holder is harmless, and
+/// one left by a host that died frees itself after this.
+const LOCK_MARGIN: Duration = Duration::from_millis(250);
 
 /// Keys asked for per `SCAN` step (and so at most deleted per script run) by
 /// [`StateStore::clear_states`]: small enough that each script holds Redis for well under a
@@ -154,11 +232,12 @@ pub struct RedisOptions {
     /// decisions on, so steady traffic never reconnects; extra connections opened under a burst
     /// are closed when returned to a full pool.
     pub max_idle_connections: usize,
-    /// How long a contended update keeps retrying before it gives up with
-    /// [`StoreError::Unavailable`]. Default 1 s, like the other timeouts: each conflict means
-    /// another host's update of the same entity went through, so this only runs out when one
-    /// entity is updated from very many connections at once for a whole second; the random
-    /// backoff between attempts grows to 1 ms, so that is hundreds of attempts.
+    /// How long an update may wait for its turn (behind updates of the same entity on this
+    /// host, then for the entity's Redis lock against other hosts) before it gives up with
+    /// [`StoreError::Contended`]. Default 5 s: updates of one entity go one at a time on a
+    /// host and queue on a lock across hosts, so each waits for at most one update per other
+    /// contender (about a millisecond each); seconds of waiting mean something is badly wrong,
+    /// and the MTA's client should be told to retry rather than be held longer.
     pub contention_timeout: Duration,
 }
 
@@ -171,7 +250,7 @@ impl RedisOptions {
             connect_timeout: Duration::from_secs(1),
             io_timeout: Duration::from_secs(1),
             max_idle_connections: 16,
-            contention_timeout: Duration::from_secs(1),
+            contention_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -187,6 +266,10 @@ pub struct RedisStore {
     clear_batch_script: Script,
     clear_index_script: Script,
     remove_if_script: Script,
+    unlock_script: Script,
+    prune_script: Script,
+    /// One update of a key at a time on this host.
+    key_locks: KeyLocks,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -218,6 +301,9 @@ impl RedisStore {
             clear_batch_script: Script::new(CLEAR_BATCH_SCRIPT),
             clear_index_script: Script::new(CLEAR_INDEX_SCRIPT),
             remove_if_script: Script::new(REMOVE_IF_SCRIPT),
+            unlock_script: Script::new(UNLOCK_SCRIPT),
+            prune_script: Script::new(PRUNE_SCRIPT),
+            key_locks: KeyLocks::new(),
         })
     }
 
@@ -289,6 +375,120 @@ impl RedisStore {
         let ceiling_micros = (10u64 << attempt.min(7)).min(1_000);
         let jitter = std::hash::RandomState::new().hash_one(attempt) % ceiling_micros;
         std::thread::sleep(Duration::from_micros(jitter + 1));
+    }
+
+    /// The update against other hosts: up to [`OPTIMISTIC_ATTEMPTS`] compare-and-sets, then
+    /// in turn under the entity's Redis lock until `deadline`.
+    fn update_shared(
+        &self,
+        key: &str,
+        decide: &mut dyn FnMut(&[u8]) -> Update,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        let state_key = self.key(&["state:", key]);
+        let restricted_key = self.key(&["restricted"]);
+        let entities_key = self.key(&["entities"]);
+        let lock_key = self.key(&["lock:", key]);
+        let mut lease = self.lease(|| format!("update of {key}"))?;
+        let mut attempt = 0;
+        loop {
+            let token = if attempt < OPTIMISTIC_ATTEMPTS {
+                Self::backoff(attempt);
+                String::new()
+            } else {
+                self.take_lock(&mut lease, key, &lock_key, deadline)?
+            };
+            attempt += 1;
+            let current = lease.run(Step::Read, |c| {
+                redis::cmd("GET")
+                    .arg(&state_key)
+                    .query::<Option<Vec<u8>>>(c)
+            })?;
+            let update = decide(current.as_deref().unwrap_or_default());
+            if update.state.is_none() && update.restricted.is_none() {
+                if !token.is_empty() {
+                    self.unlock(&mut lease, &lock_key, &token)?;
+                }
+                return Ok(());
+            }
+            let mut invocation = self.update_script.prepare_invoke();
+            invocation
+                .key(&state_key)
+                .key(&restricted_key)
+                .key(&entities_key)
+                .key(&lock_key);
+            match &current {
+                Some(state) => invocation.arg("=").arg(state.as_slice()),
+                None => invocation.arg("-").arg(""),
+            };
+            match &update.state {
+                Some(state) => invocation.arg("=").arg(state.as_slice()),
+                None => invocation.arg("-").arg(""),
+            };
+            let index = match update.restricted {
+                Some(true) => "+",
+                Some(false) => "-",
+                None => "",
+            };
+            invocation.arg(index).arg(key).arg(&token);
+            let applied = lease.run(Step::Write, |c| invocation.invoke::<i64>(c))?;
+            if applied == 1 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.contended(key, attempt));
+            }
+        }
+    }
+
+    /// Takes `key`'s Redis lock (`SET lock token NX PX ttl`), waiting for other hosts' holders
+    /// until `deadline`; returns the token that proves it is this update's.
+    fn take_lock(
+        &self,
+        lease: &mut Lease<'_>,
+        key: &str,
+        lock_key: &str,
+        deadline: Instant,
+    ) -> Result<String, StoreError> {
+        let token = lock_token();
+        let ttl = self.options.io_timeout * 2 + LOCK_MARGIN;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut tries = 0;
+        loop {
+            let taken = lease.run(Step::Write, |c| {
+                redis::cmd("SET")
+                    .arg(lock_key)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query::<Option<String>>(c)
+            })?;
+            if taken.is_some() {
+                return Ok(token);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.contended(key, tries));
+            }
+            tries += 1;
+            Self::backoff(tries);
+        }
+    }
+
+    /// Releases `key`'s Redis lock if `token` still holds it.
+    fn unlock(&self, lease: &mut Lease<'_>, lock_key: &str, token: &str) -> Result<(), StoreError> {
+        let mut invocation = self.unlock_script.prepare_invoke();
+        invocation.key(lock_key).arg(token);
+        lease.run(Step::Write, |c| invocation.invoke::<i64>(c))?;
+        Ok(())
+    }
+
+    fn contended(&self, key: &str, attempts: u32) -> StoreError {
+        StoreError::Contended(anyhow!(
+            "update of {key}: other hosts' updates of it kept it busy for {:?} ({attempts} \
+             attempts)",
+            self.options.contention_timeout
+        ))
     }
 
     fn audit_seqs(&self, lease: &mut Lease<'_>, plan: Plan<'_>) -> Result<Seqs, StoreError> {
@@ -433,6 +633,16 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// A token no other update (on any host) holds: the process id, a per-process counter and a
+/// randomly seeded hash of both.
+fn lock_token() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    let salt = std::hash::RandomState::new().hash_one((pid, n));
+    format!("{pid:x}-{n:x}-{salt:016x}")
+}
+
 fn ping(conn: &mut Connection) -> RedisResult<String> {
     redis::cmd("PING").query(conn)
 }
@@ -477,7 +687,7 @@ fn glob_escape(text: &str) -> String {
 
 impl StateStore for RedisStore {
     /// Deletes every `P state:*` key (found with `SCAN`, deleted in batches of
-    /// [`CLEAR_BATCH`] by a script that keeps the entity count and the restricted index in
+    /// `CLEAR_BATCH` by a script that keeps the entity count and the restricted index in
     /// step), then drops whatever is left in the restricted index without state. Other
     /// prefixes and the audit log are untouched.
     ///
@@ -530,56 +740,25 @@ impl StateStore for RedisStore {
         Ok(())
     }
 
+    /// One update of `key` at a time on this host (a per-key lock, waited for up to
+    /// [`RedisOptions::contention_timeout`]), then `RedisStore::update_shared` against the
+    /// other hosts. See the module docs.
     fn update(&self, key: &str, decide: &mut dyn FnMut(&[u8]) -> Update) -> Result<(), StoreError> {
-        let state_key = self.key(&["state:", key]);
-        let restricted_key = self.key(&["restricted"]);
-        let entities_key = self.key(&["entities"]);
-        let mut lease = self.lease(|| format!("update of {key}"))?;
         let deadline = Instant::now() + self.options.contention_timeout;
-        let mut attempt = 0;
-        loop {
-            Self::backoff(attempt);
-            attempt += 1;
-            let current = lease.run(Step::Read, |c| {
-                redis::cmd("GET")
-                    .arg(&state_key)
-                    .query::<Option<Vec<u8>>>(c)
-            })?;
-            let update = decide(current.as_deref().unwrap_or_default());
-            if update.state.is_none() && update.restricted.is_none() {
-                return Ok(());
-            }
-            let mut invocation = self.update_script.prepare_invoke();
-            invocation
-                .key(&state_key)
-                .key(&restricted_key)
-                .key(&entities_key);
-            match &current {
-                Some(state) => invocation.arg("=").arg(state.as_slice()),
-                None => invocation.arg("-").arg(""),
-            };
-            match &update.state {
-                Some(state) => invocation.arg("=").arg(state.as_slice()),
-                None => invocation.arg("-").arg(""),
-            };
-            let index = match update.restricted {
-                Some(true) => "+",
-                Some(false) => "-",
-                None => "",
-            };
-            invocation.arg(index).arg(key);
-            let applied = lease.run(Step::Write, |c| invocation.invoke::<i64>(c))?;
-            if applied == 1 {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(StoreError::Unavailable(anyhow!(
-                    "update of {key}: the state kept changing under it for {:?} ({attempt} \
-                     attempts): too many concurrent updates of one entity",
-                    self.options.contention_timeout
-                )));
-            }
+        let mut turn = self.key_locks.lock(key, deadline).map_err(|refused| match refused {
+            Refused::TimedOut => StoreError::Contended(anyhow!(
+                "update of {key}: other updates of it on this host held it for {:?}",
+                self.options.contention_timeout
+            )),
+            Refused::Outage => StoreError::Unavailable(anyhow!(
+                "update of {key}: Redis was unavailable to the update of it just before this one"
+            )),
+        })?;
+        let result = self.update_shared(key, decide, deadline);
+        if matches!(result, Err(StoreError::Unavailable(_))) {
+            turn.outage();
         }
+        result
     }
 
     /// `SCAN` over `P state:*`, `limit` as its `COUNT` hint; the cursor is Redis's. Like
@@ -675,6 +854,77 @@ impl StateStore for RedisStore {
         invocation.arg(json).arg(record.at);
         let mut lease = self.lease(what)?;
         lease.run(Step::Write, |c| invocation.invoke::<u64>(c))
+    }
+
+    /// In batches of `AUDIT_BATCH`: the oldest seqs from the time index (`ZRANGE ... BYSCORE
+    /// LIMIT`), their records (for the entity index to clean), then a script that deletes each
+    /// record with its index entries. Not one atomic step across batches; each batch is.
+    /// Records with the same `at` go in Redis's order for equal scores (by seq as text), not
+    /// strictly by seq.
+    fn prune_audit(&self, before: i64, max: usize) -> Result<u64, StoreError> {
+        let log = self.key(&["audit:log"]);
+        let by_time = self.key(&["audit:time"]);
+        let mut lease = self.lease(|| format!("audit pruning before {before}"))?;
+        let mut deleted = 0u64;
+        let mut left = max;
+        while left > 0 {
+            let batch = left.min(AUDIT_BATCH);
+            let seqs = lease.run(Step::Read, |c| {
+                redis::cmd("ZRANGE")
+                    .arg(&by_time)
+                    .arg("-inf")
+                    .arg(format!("({before}"))
+                    .arg("BYSCORE")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(batch)
+                    .query::<Vec<u64>>(c)
+            })?;
+            if seqs.is_empty() {
+                break;
+            }
+            let records = lease.run(Step::Read, |c| {
+                redis::cmd("HMGET")
+                    .arg(&log)
+                    .arg(&seqs)
+                    .query::<Vec<Option<Vec<u8>>>>(c)
+            })?;
+            let mut invocation = self.prune_script.prepare_invoke();
+            invocation.key(&log).key(&by_time);
+            for (seq, bytes) in seqs.iter().zip(&records) {
+                let entity = match bytes {
+                    Some(bytes) => decode_audit(bytes, *seq)?.entity,
+                    None => None,
+                };
+                match entity {
+                    Some(entity) => invocation.key(self.key(&["audit:entity:", &entity])),
+                    None => invocation.key(&by_time),
+                };
+                invocation.arg(*seq);
+            }
+            let n = lease.run(Step::Write, |c| invocation.invoke::<u64>(c))?;
+            // A seq whose record is gone (trimmed by an operator) still leaves the time index.
+            let orphans: Vec<u64> = seqs
+                .iter()
+                .zip(&records)
+                .filter(|(_, bytes)| bytes.is_none())
+                .map(|(seq, _)| *seq)
+                .collect();
+            if !orphans.is_empty() {
+                lease.run(Step::Write, |c| {
+                    redis::cmd("ZREM")
+                        .arg(&by_time)
+                        .arg(&orphans)
+                        .query::<u64>(c)
+                })?;
+            }
+            deleted += n;
+            left -= seqs.len();
+            if seqs.len() < batch {
+                break;
+            }
+        }
+        Ok(deleted)
     }
 
     fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {

@@ -5,7 +5,8 @@
 //! Keeping such writes here, and writing them all in one durable transaction per flush, takes
 //! a write transaction off every decision (a lazy redb commit cost ~12 µs; an update here is a
 //! map insert under one of 64 locks). Every update of a key goes through its shard lock, which
-//! keeps updates atomic per key.
+//! keeps updates atomic per key. A flush copies shards only with `try_lock`, while it holds
+//! redb's writer lock (see `EmbeddedStore::flush_round` for why, and why it never blocks).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -73,20 +74,36 @@ impl WriteBuffer {
         );
     }
 
-    /// A copy of every buffered write. The entries stay buffered (and readable) until
-    /// [`retire`](Self::retire) after they are on disk.
-    pub(crate) fn snapshot(&self) -> Snapshot {
-        let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            for (key, pending) in lock(shard).iter() {
-                out.push((key.clone(), pending.state.clone(), pending.generation));
-            }
-        }
-        out
+    /// How many shards [`try_collect`](Self::try_collect) can be asked about.
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
     }
 
-    /// Forget the entries a flush wrote, unless they changed since the snapshot (those stay
-    /// for the next flush, no longer fresh: an older version is on disk now).
+    /// A copy of the buffered writes of shard `index`, appended to `out`, or `false` (and
+    /// nothing copied) when the shard is locked right now. Never blocks: a flush calls this
+    /// while it holds redb's writer lock, and an update holds its shard lock while it waits for
+    /// that writer lock, so blocking here could deadlock. The entries stay buffered (and
+    /// readable) until [`retire`](Self::retire) after they are on disk.
+    pub(crate) fn try_collect(&self, index: usize, out: &mut Snapshot) -> bool {
+        let shard = match self.shards[index].try_lock() {
+            Ok(shard) => shard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        for (key, pending) in shard.iter() {
+            out.push((key.clone(), pending.state.clone(), pending.generation));
+        }
+        true
+    }
+
+    /// Locks every shard, in index order (the order `clear_states` needs to shut out every
+    /// update while it empties the file).
+    pub(crate) fn lock_all(&self) -> Vec<Shard<'_>> {
+        self.shards.iter().map(lock).collect()
+    }
+
+    /// Forget the entries a flush wrote, unless they changed since the flush copied them
+    /// (those stay for the next flush, no longer fresh: an older version is on disk now).
     pub(crate) fn retire(&self, written: &Snapshot) {
         for (key, _, generation) in written {
             let mut shard = self.shard(key);
@@ -97,13 +114,6 @@ impl WriteBuffer {
                 Some(pending) => pending.fresh = false,
                 None => {}
             }
-        }
-    }
-
-    /// Drop every buffered write.
-    pub(crate) fn clear(&self) {
-        for shard in self.shards.iter() {
-            lock(shard).clear();
         }
     }
 

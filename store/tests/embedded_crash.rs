@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use quench_store::conformance::{counter, increment, record};
+use quench_store::stress::{self, Load, Op, Versioned};
 use quench_store::{AuditQuery, Durability, EmbeddedStore, StateStore, StoreError, Update};
 
 /// Selects the child's role; unset in a normal test run.
@@ -50,6 +51,34 @@ fn child_process_role() {
                 writeln!(out, "ack {i} {seq}").unwrap();
                 out.flush().unwrap();
             }
+        }
+        "stress" => {
+            // The issue 12 load (deciders, unblockers, a flusher in a tight loop); every
+            // immediate write is announced before it starts and acknowledged once `update`
+            // returns. The stdout lock keeps each line whole.
+            // The main thread's stdout lock would stall the load threads: let it go.
+            drop(out);
+            let load = Load {
+                duration: std::time::Duration::from_secs(120),
+                ..Load::default()
+            };
+            stress::run_observed(&store, &load, &|thread, key, op, acked| {
+                if op == Op::Count {
+                    return;
+                }
+                let mut out = std::io::stdout().lock();
+                match acked {
+                    None => writeln!(out, "try {thread} {key}").unwrap(),
+                    Some(state) => writeln!(
+                        out,
+                        "imm {thread} {key} {} {}",
+                        state.immediate,
+                        u8::from(state.restricted)
+                    )
+                    .unwrap(),
+                }
+                out.flush().unwrap();
+            });
         }
         "holder" => {
             writeln!(out, "ready").unwrap();
@@ -190,4 +219,116 @@ fn another_process_holding_the_directory_is_refused_and_kill_9_releases_it() {
     assert!(err.to_string().contains("already open"), "{err}");
     kill_9(&mut child);
     EmbeddedStore::open(dir.path()).expect("kill -9 releases the lock");
+}
+
+/// Immediate writes the parent waits for before it kills the stress child: hundreds of
+/// restrictions and unblocks racing hundreds of flushes.
+const STRESS_ACKS_BEFORE_KILL: usize = 400;
+
+/// What the stress child said about one key.
+#[derive(Default)]
+struct KeyAcks {
+    /// The last acknowledged immediate write: (its version, restricted).
+    last: Option<(u64, bool)>,
+    /// Every acknowledged immediate version: one acknowledged twice means the key's state
+    /// went back under an acknowledged write (it was overwritten) and was counted up again.
+    versions: std::collections::BTreeSet<u64>,
+    /// Threads that announced an immediate write of this key and had not acknowledged it.
+    in_flight: std::collections::BTreeSet<u64>,
+}
+
+/// Issue 12 under `kill -9`: the child runs deciders, unblockers and a flusher in a tight loop
+/// and prints every immediate write (restriction, unblock) as it is acknowledged; after the
+/// kill, each key's last acknowledged immediate write is in the file, not reverted, and the
+/// index agrees. A newer immediate write than the last acknowledged one is accepted only
+/// where one was in flight at the kill.
+#[test]
+fn kill_9_under_concurrent_load_keeps_every_acknowledged_restriction_and_unblock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut stdout) = spawn("stress", dir.path());
+    let mut keys: std::collections::BTreeMap<String, KeyAcks> = Default::default();
+    let mut acked = 0;
+    let mut read = |line: &str, acked: &mut usize| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let start = words
+            .iter()
+            .position(|w| *w == "try" || *w == "imm")
+            .unwrap_or(words.len());
+        match &words[start..] {
+            ["try", thread, key] => {
+                let entry = keys.entry(key.to_string()).or_default();
+                entry.in_flight.insert(thread.parse().unwrap());
+            }
+            ["imm", thread, key, version, flag] => {
+                let entry = keys.entry(key.to_string()).or_default();
+                entry.in_flight.remove(&thread.parse().unwrap());
+                let version: u64 = version.parse().unwrap();
+                assert!(
+                    entry.versions.insert(version),
+                    "{key}: immediate write {version} acknowledged twice: an acknowledged \
+                     write was overwritten by an older state while the child ran"
+                );
+                if entry.last.is_none_or(|(v, _)| v < version) {
+                    entry.last = Some((version, *flag == "1"));
+                }
+                *acked += 1;
+            }
+            _ => {}
+        }
+    };
+    let mut line = String::new();
+    while acked < STRESS_ACKS_BEFORE_KILL {
+        line.clear();
+        let n = stdout.read_line(&mut line).unwrap();
+        assert!(n > 0, "the stress child stopped early");
+        read(&line, &mut acked);
+    }
+    kill_9(&mut child);
+    for line in stdout.lines() {
+        read(&line.unwrap(), &mut acked);
+    }
+
+    let store = EmbeddedStore::open(dir.path()).expect("reopen after kill -9");
+    let index = store.restricted_keys().unwrap();
+    let mut checked = 0;
+    for (key, acks) in &keys {
+        let Some((version, restricted)) = acks.last else {
+            continue;
+        };
+        let stored = Versioned::decode(
+            &store
+                .get(key)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{key}: state lost")),
+        );
+        assert!(
+            stored.immediate >= version,
+            "{key}: acknowledged immediate write {version} lost (the file has {})",
+            stored.immediate
+        );
+        if stored.immediate == version {
+            assert_eq!(
+                stored.restricted, restricted,
+                "{key}: immediate write {version} reverted"
+            );
+        } else {
+            assert!(
+                !acks.in_flight.is_empty(),
+                "{key}: the file has immediate write {} that nobody made",
+                stored.immediate
+            );
+        }
+        assert_eq!(
+            index.contains(key),
+            stored.restricted,
+            "{key}: the index disagrees with the state"
+        );
+        checked += 1;
+    }
+    eprintln!("{acked} acknowledged immediate writes, {checked} keys checked");
+    assert_eq!(
+        checked,
+        Load::default().keys,
+        "every key had an immediate write"
+    );
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use quench_store::conformance::{counter, increment, mark, record, set};
 use quench_store::{
-    AuditQuery, Durability, RedisOptions, RedisStore, StateStore, StoreError, Update,
+    AuditQuery, Durability, RedisOptions, RedisStore, ResilientStore, StateStore, StoreError,
+    Update,
 };
 
 /// A `redis-server` child process; killed and reaped when dropped.
@@ -379,4 +380,322 @@ fn clear_states_forgets_this_prefixes_state_and_index_only() {
     cleared.clear_states().unwrap();
     cleared.clear_states().unwrap();
     assert_eq!(cleared.entity_count().unwrap(), 0);
+}
+
+/// Issue 12: concurrent deciders, unblockers and flushes on a real Redis; every key ends with
+/// exactly its last acknowledged update's state and the index matches.
+#[test]
+fn concurrent_updates_and_flushes_match_the_sequential_model() {
+    use quench_store::stress::{self, Load};
+    let server = RedisServer::start();
+    let store = store(&server, "stress");
+    let model = stress::run(&store, &Load::default());
+    assert!(model.immediate_writes() > 50, "too few immediate writes");
+    model.check(&store);
+}
+
+/// Issue 12: contention on one key ends in a counted answer. Two hosts (two `RedisStore`s on
+/// one server, default options), 32 threads each, all incrementing one key: every update
+/// succeeds (no `Unavailable`, no `Contended`) and the final counter is the number of updates.
+/// Before per-key locks and the Redis lock, updates here failed with `Unavailable` after a
+/// second of lost compare-and-sets.
+#[test]
+fn sixty_four_threads_on_two_hosts_updating_one_key_are_all_counted() {
+    const HOSTS: usize = 2;
+    const THREADS_PER_HOST: usize = 32;
+    const UPDATES: u64 = 40;
+    const DECISION: Duration = Duration::from_micros(200);
+    let server = RedisServer::start();
+    let hosts: Vec<RedisStore> = (0..HOSTS).map(|_| store(&server, "hot")).collect();
+    let started = std::time::Instant::now();
+    let failures = std::sync::Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for host in &hosts {
+            for _ in 0..THREADS_PER_HOST {
+                let failures = &failures;
+                scope.spawn(move || {
+                    for _ in 0..UPDATES {
+                        let result = host.update("user:hot@contoso.com", &mut |state| {
+                            // A policy's decision takes a while (a WebAssembly call): the
+                            // window in which another host's write makes this one lose.
+                            thread::sleep(DECISION);
+                            Update {
+                                state: Some((counter(state) + 1).to_le_bytes().to_vec()),
+                                durability: Durability::Lazy,
+                                restricted: None,
+                            }
+                        });
+                        if let Err(err) = result {
+                            failures.lock().unwrap().push(format!("{err:#}"));
+                        }
+                    }
+                });
+            }
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} updates failed, e.g. {:?}",
+        failures.len(),
+        failures.first()
+    );
+    let total = (HOSTS * THREADS_PER_HOST) as u64 * UPDATES;
+    assert_eq!(
+        counter(&hosts[0].get("user:hot@contoso.com").unwrap().unwrap()),
+        total,
+        "every update counted exactly once"
+    );
+    eprintln!("{total} updates of one key in {:?}", started.elapsed());
+}
+
+/// Issue 12: an update that cannot get its turn within `contention_timeout` fails with the
+/// distinct `Contended` (the host answers it with a temporary refusal), not `Unavailable`,
+/// and writes nothing. Here another "host" (redis-cli) holds the entity's lock.
+#[test]
+fn an_update_that_never_gets_its_turn_is_contended_not_unavailable() {
+    let server = RedisServer::start();
+    let mut options = RedisOptions::new(server.url());
+    options.key_prefix = "test:held:".into();
+    options.contention_timeout = Duration::from_millis(300);
+    let store = RedisStore::new(options).unwrap();
+    set(
+        &store,
+        "user:hot@contoso.com",
+        b"before",
+        Durability::Immediate,
+    );
+    let held = Command::new("redis-cli")
+        .args(["-p", &server.port.to_string()])
+        .args(["SET", "test:held:lock:user:hot@contoso.com", "another-host"])
+        .args(["PX", "60000"])
+        .output()
+        .expect("redis-cli (installed with redis-server)");
+    assert!(held.status.success(), "{held:?}");
+    let err = store
+        .update("user:hot@contoso.com", &mut |_| Update {
+            state: Some(b"after".to_vec()),
+            durability: Durability::Immediate,
+            restricted: Some(true),
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Contended(_)), "{err:?}");
+    assert!(err.to_string().contains("kept it busy"), "{err}");
+    assert_eq!(
+        store.get("user:hot@contoso.com").unwrap().as_deref(),
+        Some(&b"before"[..]),
+        "a contended update writes nothing"
+    );
+    assert!(store.restricted_keys().unwrap().is_empty());
+}
+
+/// A `ResilientStore` over a `RedisStore` with its own prefix on `server`.
+fn resilient(server: &RedisServer, prefix: &str) -> ResilientStore {
+    let url = server.url();
+    let prefix = format!("test:{prefix}:");
+    ResilientStore::new(Box::new(move || {
+        let mut options = RedisOptions::new(url.clone());
+        options.key_prefix = prefix.clone();
+        Ok(Box::new(RedisStore::new(options)?) as Box<dyn StateStore>)
+    }))
+    .unwrap()
+}
+
+fn restricted_update(restricted: bool) -> impl FnMut(&[u8]) -> Update {
+    move |state| Update {
+        state: Some(if restricted {
+            [state, b"+R"].concat()
+        } else {
+            [state, b"+U"].concat()
+        }),
+        durability: Durability::Immediate,
+        restricted: Some(restricted),
+    }
+}
+
+/// Issue 12 with Redis down (killed, then an empty one started on the same port): known
+/// restrictions stay, an unblock and a new restriction made meanwhile are kept in memory, and
+/// everything is written to the new Redis once it answers.
+#[test]
+fn redis_down_under_resilient_store_keeps_enforcing_and_writes_back() {
+    let mut server = RedisServer::start();
+    let store = resilient(&server, "resilient");
+    store
+        .update("user:known@contoso.com", &mut restricted_update(true))
+        .unwrap();
+    store
+        .update("user:lifted@contoso.com", &mut restricted_update(true))
+        .unwrap();
+    increment(&store, "user:counted@contoso.com", Durability::Lazy);
+
+    server.kill();
+    increment(&store, "user:counted@contoso.com", Durability::Lazy);
+    assert!(store.degraded());
+    store
+        .update("user:lifted@contoso.com", &mut restricted_update(false))
+        .unwrap();
+    store
+        .update("user:new@contoso.com", &mut restricted_update(true))
+        .unwrap();
+    store
+        .append_audit(&record(
+            1,
+            "unblock",
+            Some("user:lifted@contoso.com"),
+            "while down",
+        ))
+        .unwrap();
+    store.flush().unwrap();
+    assert!(store.degraded());
+    assert_eq!(
+        store.restricted_keys().unwrap(),
+        ["user:known@contoso.com", "user:new@contoso.com"]
+    );
+    assert_eq!(
+        store.get("user:known@contoso.com").unwrap().as_deref(),
+        Some(&b"+R"[..]),
+        "a known restriction is answered from memory"
+    );
+    let unsaved = store.unsaved();
+    assert_eq!(
+        (unsaved.restrictions, unsaved.unblocks),
+        (1, 1),
+        "{unsaved:?}"
+    );
+
+    server.restart_after_kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while store.degraded() {
+        assert!(std::time::Instant::now() < deadline, "never recovered");
+        thread::sleep(Duration::from_millis(50));
+        store.flush().unwrap();
+    }
+    // The new Redis has what was decided while the old one was down (the old one's data
+    // is gone: it ran without persistence).
+    let plain = store_with_prefix(&server, "test:resilient:");
+    assert_eq!(plain.restricted_keys().unwrap(), ["user:new@contoso.com"]);
+    assert_eq!(
+        plain.get("user:lifted@contoso.com").unwrap().as_deref(),
+        Some(&b"+R+U"[..])
+    );
+    assert_eq!(
+        counter(&plain.get("user:counted@contoso.com").unwrap().unwrap()),
+        1,
+        "the increment made while down (the one before died with the old Redis)"
+    );
+    let log = plain.audit(&AuditQuery::default()).unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].detail, "while down");
+}
+
+fn store_with_prefix(server: &RedisServer, prefix: &str) -> RedisStore {
+    let mut options = RedisOptions::new(server.url());
+    options.key_prefix = prefix.to_owned();
+    RedisStore::new(options).unwrap()
+}
+
+/// The degraded mode's bounds, with Redis down: past `MAX_OVERLAY_KEYS` new keys are decided
+/// but not kept, while restrictions still are; past `MAX_QUEUED_AUDIT` the oldest records
+/// that are not restrictions or unblocks are dropped and counted.
+#[test]
+fn degraded_memory_is_bounded_but_restrictions_are_always_kept() {
+    use quench_store::{MAX_OVERLAY_KEYS, MAX_QUEUED_AUDIT};
+    let mut server = RedisServer::start();
+    let store = resilient(&server, "bounded");
+    server.kill();
+    for i in 0..MAX_OVERLAY_KEYS {
+        increment(&store, &format!("user:u{i}@contoso.com"), Durability::Lazy);
+    }
+    assert!(store.degraded());
+    assert_eq!(store.unsaved().states, MAX_OVERLAY_KEYS);
+    // Full: a new key is decided (on empty state) but not kept...
+    let mut seen = None;
+    store
+        .update("user:late@contoso.com", &mut |state| {
+            seen = Some(state.to_vec());
+            Update {
+                state: Some(b"late".to_vec()),
+                durability: Durability::Lazy,
+                restricted: None,
+            }
+        })
+        .unwrap();
+    assert_eq!(seen.as_deref(), Some(&[][..]));
+    assert_eq!(store.unsaved().dropped_states, 1);
+    // ...a key already kept keeps counting...
+    increment(&store, "user:u0@contoso.com", Durability::Lazy);
+    assert_eq!(
+        counter(&store.get("user:u0@contoso.com").unwrap().unwrap()),
+        2
+    );
+    // ...and a restriction is always kept.
+    store
+        .update("user:late@contoso.com", &mut restricted_update(true))
+        .unwrap();
+    assert_eq!(store.unsaved().states, MAX_OVERLAY_KEYS + 1);
+    assert_eq!(store.unsaved().restrictions, 1);
+    assert_eq!(store.restricted_keys().unwrap(), ["user:late@contoso.com"]);
+
+    store
+        .append_audit(&record(
+            0,
+            "restrict",
+            Some("user:late@contoso.com"),
+            "kept",
+        ))
+        .unwrap();
+    for i in 0..MAX_QUEUED_AUDIT {
+        store
+            .append_audit(&record(i as i64, "list", None, ""))
+            .unwrap();
+    }
+    let unsaved = store.unsaved();
+    assert_eq!(unsaved.audit_records, MAX_QUEUED_AUDIT);
+    assert_eq!(
+        unsaved.dropped_audit_records, 1,
+        "one list record made room"
+    );
+}
+
+/// When Redis stalls, updates of one key queued behind each other on a host fail together as
+/// unavailable once the first finds out, instead of each waiting out its own I/O timeout in
+/// turn (20 × 200 ms here), and never as contended.
+#[test]
+fn a_stalled_redis_fails_a_queue_of_updates_of_one_key_at_once() {
+    const THREADS: usize = 20;
+    let server = RedisServer::start();
+    let mut options = RedisOptions::new(server.url());
+    options.key_prefix = "test:queue:".into();
+    options.io_timeout = Duration::from_millis(200);
+    options.connect_timeout = Duration::from_millis(200);
+    let store = RedisStore::new(options).unwrap();
+    increment(&store, "user:hot@contoso.com", Durability::Lazy);
+    server.signal("-STOP");
+    let started = std::time::Instant::now();
+    let results: Vec<Result<(), StoreError>> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    store.update("user:hot@contoso.com", &mut |state| Update {
+                        state: Some((counter(state) + 1).to_le_bytes().to_vec()),
+                        durability: Durability::Lazy,
+                        restricted: None,
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = started.elapsed();
+    server.signal("-CONT");
+    for result in &results {
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "expected Unavailable: {result:?}"
+        );
+    }
+    assert!(
+        elapsed < Duration::from_millis(2_000),
+        "the queue waited {elapsed:?}, as if each update timed out in turn"
+    );
 }
