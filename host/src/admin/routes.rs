@@ -553,11 +553,11 @@ async fn unblock_connector(
 /// A JSON body: `None` when there is none (no JSON content type); unreadable JSON (bad
 /// syntax, wrong fields, too large, too slow) is answered with the rejection, which the guard
 /// audits through the sampler.
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<Option<T>, Response> {
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<Option<T>, JsonRejection> {
     match body {
         Ok(Json(body)) => Ok(Some(body)),
         Err(JsonRejection::MissingJsonContentType(_)) => Ok(None),
-        Err(rejection) => Err(rejection.into_response()),
+        Err(rejection) => Err(rejection),
     }
 }
 
@@ -572,7 +572,7 @@ async fn unblock_one(
     }
     let reason = match json_body(body) {
         Ok(body) => body.and_then(|b| b.reason).unwrap_or_default(),
-        Err(rejection) => return rejection,
+        Err(rejection) => return rejection.into_response(),
     };
     let target = entity.clone();
     call(
@@ -685,7 +685,7 @@ async fn reload_policy(
 ) -> Response {
     let reset_state = match json_body(body) {
         Ok(body) => body.is_some_and(|b| b.reset_state),
-        Err(rejection) => return rejection,
+        Err(rejection) => return rejection.into_response(),
     };
     let reloader = s.reloader.clone();
     call(s, caller, "reload", None, Need::Reload, move |_, _, _| {
