@@ -183,8 +183,22 @@ fn admin_half_sent_requests_neither_starve_the_policy_port_nor_outlive_the_heade
     );
     assert!(started.elapsed() < Duration::from_secs(2));
 
+    // The first connections were taken (up to the cap of 64) and are held until the header
+    // timeout (2 s from their start), not closed at once.
+    let mut buf = [0u8; 512];
+    held[0]
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let early = held[0].read(&mut buf);
+    assert!(
+        early.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "a connection within the cap is held until its header timeout: {early:?}"
+    );
     // Every held connection is closed: those past the cap at once, the rest after the header
-    // timeout (2 s).
+    // timeout.
     let deadline = Instant::now() + Duration::from_secs(10);
     for stream in &mut held {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -502,4 +502,49 @@ on_unavailable = "closed"
             assert!(error.contains(expected), "{text:?}: {error}");
         }
     }
+
+    #[test]
+    fn limits_must_be_at_least_one_and_fit_the_descriptor_budget() {
+        let error = format!(
+            "{:#}",
+            QuenchConfig::parse("[admin]\nmax_connections = 0\n").unwrap_err()
+        );
+        assert!(
+            error.contains("admin.max_connections must be at least 1"),
+            "{error}"
+        );
+        let defaults = QuenchConfig::parse("").unwrap();
+        assert_eq!(
+            defaults.descriptors_needed(),
+            1024 + 1 + 64 + 1 + 16 + 1 + DESCRIPTOR_MARGIN
+        );
+        let small =
+            QuenchConfig::parse("[serve]\nmax_connections = 100\nadmin_listen = \"127.0.0.1:1\"\n")
+                .unwrap();
+        assert_eq!(
+            small.descriptors_needed(),
+            100 + 1 + 64 + 1 + 16 + 1 + DESCRIPTOR_MARGIN
+        );
+    }
+
+    #[test]
+    fn secret_files_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "x").unwrap();
+        for (mode, ok) in [
+            (0o600, true),
+            (0o400, true),
+            (0o640, false),
+            (0o604, false),
+            (0o660, false),
+        ] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let checked = check_secret_file("alerts.webhook.secret_file", &file);
+            assert_eq!(checked.is_ok(), ok, "mode {mode:o}: {checked:?}");
+        }
+        let error = format!("{:#}", check_secret_file("k", &file).unwrap_err());
+        assert!(error.contains("chmod 600"), "{error}");
+    }
 }

@@ -560,3 +560,63 @@ pub fn swap(service: &Service, next: Sandbox, reset_state: bool) -> Result<Swapp
     tracing::info!(previous = %swapped.previous, current = %swapped.current, state_format = %swapped.state_format, reset = swapped.reset_state, "policy reloaded");
     Ok(swapped)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn restart_keys_are_refused_by_name_and_live_keys_pass() {
+        let running = table("[serve]\nidle_timeout_secs = 300\n");
+        let none = ServeOverrides::default();
+        let live = table(
+            "[serve]\nidle_timeout_secs = 60\nwrite_timeout_secs = 3\n[admin]\nheader_timeout_secs = 1\n[alerts]\ndaily_limit = 5\n",
+        );
+        needs_no_restart(&running, &live, &none).unwrap();
+        for (text, key) in [
+            ("[serve]\nmax_connections = 10\n", "serve.max_connections"),
+            ("[serve]\nlisten = \"127.0.0.1:1\"\n", "serve.listen"),
+            ("[store]\nbackend = \"redis\"\n", "store.backend"),
+            ("[admin]\nmax_connections = 2\n", "admin.max_connections"),
+            (
+                "[metrics]\nmax_connections = 2\n",
+                "metrics.max_connections",
+            ),
+        ] {
+            let error = needs_no_restart(&running, &table(text), &none).unwrap_err();
+            let error = format!("{error:#}");
+            assert!(
+                error.contains(key) && error.contains("needs a restart"),
+                "{error}"
+            );
+        }
+        // Written out at its default value: no change. Given on the command line: not the
+        // file's to change.
+        needs_no_restart(&running, &table("[serve]\nmax_connections = 1024\n"), &none).unwrap();
+        let flag = ServeOverrides {
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..ServeOverrides::default()
+        };
+        needs_no_restart(
+            &running,
+            &table("[serve]\nlisten = \"127.0.0.1:1\"\n"),
+            &flag,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn changed_keys_name_table_and_key() {
+        let running = table("[serve]\nidle_timeout_secs = 300\n[policy]\na = 1\n");
+        let next =
+            table("[serve]\nidle_timeout_secs = 60\n[policy]\na = 2\n[alerts]\ndaily_limit = 5\n");
+        assert_eq!(
+            changed_keys(&running, &next),
+            ["alerts.daily_limit", "policy", "serve.idle_timeout_secs"]
+        );
+    }
+}
