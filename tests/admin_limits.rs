@@ -348,3 +348,51 @@ fn admin_secret_files_others_can_read_are_refused() {
         "{body}"
     );
 }
+
+#[test]
+fn admin_bodies_are_bounded_in_size_and_time() {
+    let config = format!(
+        "[admin]\nbody_timeout_secs = 1\nmax_body_bytes = 1024\n{}",
+        token_config("SecurityAdministrator")
+    );
+    let server = QuenchServer::start("admin-bodies", &config);
+    let admin = server.admin.unwrap();
+    let path = "/v1/blocked-senders/x@contoso.com/unblock";
+
+    // Too large: refused unread.
+    let big = format!(r#"{{"reason":"{}"}}"#, "a".repeat(4096));
+    let (status, body) = http(admin, "POST", path, Some(TOKEN), Some(&big));
+    assert_eq!(status, 413, "{body}");
+
+    // Too slow: headers promise a body that never comes.
+    let mut stream = TcpStream::connect(admin).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"reason\""
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.0 4") || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    assert_eq!(
+        server.metric("quench_admin_refused_requests_total{kind=\"malformed\"}"),
+        Some(2.0)
+    );
+    // Neither reached the unblock, so neither has a record of its own.
+    let (_, audit) = http(admin, "GET", "/v1/audit?action=unblock", Some(TOKEN), None);
+    assert_eq!(audit["records"].as_array().unwrap().len(), 0, "{audit}");
+}

@@ -112,6 +112,19 @@ fn admin_reload_through_the_api_reports_settings_and_refuses_restart_keys() {
         401
     );
 
+    // The new idle timeout holds for policy connections at once.
+    server.rewrite_config(&config(None, "[serve]\nidle_timeout_secs = 1\n"));
+    assert_eq!(http(admin, "POST", reload, Some(OWNER), None).0, 200);
+    let mut client = server.connect();
+    assert!(
+        client
+            .rcpt("idle@contoso.com", "a@contoso.com", "idle")
+            .is_some()
+    );
+    let started = Instant::now();
+    assert_eq!(client.read_answer(), None, "closed after the idle timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
     // Keys that need a restart: refused by name; nothing of that file applies.
     for (extra, key) in [
         ("[serve]\nmax_connections = 10\n", "serve.max_connections"),
