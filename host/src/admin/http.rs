@@ -30,6 +30,12 @@ pub struct HttpLimits {
     pub header_timeout: Arc<dyn Fn() -> Duration + Send + Sync>,
 }
 
+/// Most bytes buffered while reading a request's headers; more is refused (431). hyper's
+/// default is about 400 KB; the longest real request line is an address of a few hundred
+/// bytes, so 64 KiB is ample and bounds what a capped connection can make quench hold (64
+/// admin connections: 4 MiB).
+const MAX_HEADER_BUFFER: usize = 64 * 1024;
+
 /// How long connections get to finish their request at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -85,6 +91,7 @@ pub async fn serve_http(
                     let connection = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(header_timeout)
+                        .max_buf_size(MAX_HEADER_BUFFER)
                         .serve_connection(TokioIo::new(stream), service);
                     tokio::pin!(connection);
                     tokio::select! {
