@@ -396,3 +396,42 @@ fn admin_bodies_are_bounded_in_size_and_time() {
     let (_, audit) = http(admin, "GET", "/v1/audit?action=unblock", Some(TOKEN), None);
     assert_eq!(audit["records"].as_array().unwrap().len(), 0, "{audit}");
 }
+
+#[test]
+fn admin_metrics_listener_is_capped_too() {
+    let server = QuenchServer::start(
+        "admin-metrics-cap",
+        "[metrics]\nmax_connections = 4\nheader_timeout_secs = 1\n",
+    );
+    let mut held: Vec<TcpStream> = (0..12)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.metrics).unwrap();
+            let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\n");
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut closed_at_once = 0;
+    for stream in &mut held {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let closed = match stream.read(&mut buf) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        closed_at_once += usize::from(closed);
+    }
+    assert_eq!(
+        closed_at_once, 8,
+        "connections past the cap of 4 are closed at once"
+    );
+    // The held ones time out; then a scrape gets through.
+    std::thread::sleep(Duration::from_millis(1500));
+    let refused = server
+        .metric("quench_http_refused_connections_total{kind=\"metrics\"}")
+        .unwrap();
+    assert_eq!(refused, 8.0);
+}
