@@ -16,6 +16,8 @@ mod postfix;
 mod server;
 
 mod admin_api;
+mod admin_limits;
+mod admin_reload;
 mod alerts;
 mod bounce;
 mod code_cache;

@@ -26,6 +26,8 @@ pub struct QuenchConfig {
     pub alerts: crate::alerts::AlertsConfig,
     /// Where state lives: the embedded store, or a Redis shared by a fleet of hosts.
     pub store: StoreConfig,
+    /// The metrics endpoint's connection limits (issue 12).
+    pub metrics: MetricsConfig,
 }
 
 /// Which state store `quench serve` uses.
@@ -191,6 +193,16 @@ pub struct ServeConfig {
     /// `idle` call and (for idle states) one delete per key, a few milliseconds, and the sweep
     /// pauses between pages, so decisions never queue behind it.
     pub sweep_page_size: usize,
+
+    // ---- issue 12 (admin/limits): write timeout of policy connections. Keep other [serve]
+    // additions outside this block. ----
+    /// A policy answer must be written within this many seconds, or the connection is closed.
+    /// Postfix reads each answer at once (it is waiting for it), so a write only waits when
+    /// the client has stopped reading: such a client would otherwise hold its slot (and its
+    /// descriptor) forever, past both read timeouts. Default 10, as `request_timeout_secs`.
+    /// Changes on reload.
+    pub write_timeout_secs: u64,
+    // ---- end of issue 12 block ----
 }
 
 impl Default for ServeConfig {
@@ -208,6 +220,8 @@ impl Default for ServeConfig {
             flush_interval_ms: 1000,
             sweep_interval_secs: 3600,
             sweep_page_size: 256,
+            // issue 12 (admin/limits)
+            write_timeout_secs: 10,
         }
     }
 }
@@ -226,6 +240,7 @@ impl QuenchConfig {
         config.sandbox.validate()?;
         config.alerts.validate()?;
         config.store.validate()?;
+        config.validate_limits()?;
         Ok(config)
     }
 
@@ -234,6 +249,181 @@ impl QuenchConfig {
         toml::to_string(&self.policy).expect("a TOML table always serialises")
     }
 }
+
+// ---- issue 12 (admin/limits): the metrics listener's limits, the descriptor budget, secret
+// files. ----
+
+/// The `[metrics]` table: limits of the metrics listener (`serve.metrics_listen`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Most metrics connections open at once; more are closed as soon as they are accepted.
+    /// Default 16: Prometheus scrapes one target over one connection, so a few scrapers and a
+    /// curl fit, while a flood of connections can hold at most 16 descriptors. Needs a
+    /// restart (the descriptor budget is checked at start).
+    pub max_connections: usize,
+    /// A request's headers must arrive within this many seconds of the connection opening (or
+    /// of the previous answer, on a kept-alive connection), or it is closed. Default 10: a
+    /// scraper sends its request in one packet; this only cuts off clients that hold a
+    /// connection open without finishing a request. Changes on reload.
+    pub header_timeout_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            max_connections: 16,
+            header_timeout_secs: 10,
+        }
+    }
+}
+
+/// Descriptors `quench serve` needs besides its connections: stdio, the runtime's epoll and
+/// wake-up descriptors, the store's files, the compiled-code cache, the alert sinks' HTTP and
+/// SMTP connections and the admin API's short-lived work. 64 is several times what a running
+/// server holds (about 20, counted in /proc/PID/fd); a Redis store adds its pool on top.
+pub const DESCRIPTOR_MARGIN: u64 = 64;
+
+impl QuenchConfig {
+    /// The connection limits must be at least 1, and the timeouts too (0 would close every
+    /// connection at once, or never time out, depending on the reader).
+    fn validate_limits(&self) -> Result<()> {
+        for (key, value) in [
+            ("serve.max_connections", self.serve.max_connections as u64),
+            ("serve.write_timeout_secs", self.serve.write_timeout_secs),
+            ("admin.max_connections", self.admin.max_connections as u64),
+            ("admin.header_timeout_secs", self.admin.header_timeout_secs),
+            ("admin.body_timeout_secs", self.admin.body_timeout_secs),
+            ("admin.max_body_bytes", self.admin.max_body_bytes as u64),
+            (
+                "admin.anonymous_audit_interval_secs",
+                self.admin.anonymous_audit_interval_secs,
+            ),
+            (
+                "admin.anonymous_audit_clients",
+                self.admin.anonymous_audit_clients as u64,
+            ),
+            (
+                "admin.anonymous_audit_path_bytes",
+                self.admin.anonymous_audit_path_bytes as u64,
+            ),
+            (
+                "metrics.max_connections",
+                self.metrics.max_connections as u64,
+            ),
+            (
+                "metrics.header_timeout_secs",
+                self.metrics.header_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                bail!("{key} must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
+    /// Descriptors `quench serve` may need at once: every listener's connection limit (for
+    /// the listeners that are on), the listeners themselves, a Redis pool, and
+    /// [`DESCRIPTOR_MARGIN`].
+    pub fn descriptors_needed(&self) -> u64 {
+        let mut needed = self.serve.max_connections as u64 + 1 + DESCRIPTOR_MARGIN;
+        if self.serve.admin_listen.is_some() {
+            needed += self.admin.max_connections as u64 + 1;
+        }
+        if self.serve.metrics_listen.is_some() {
+            needed += self.metrics.max_connections as u64 + 1;
+        }
+        if self.store.backend == StoreBackend::Redis {
+            needed += self.store.redis_options().max_idle_connections as u64;
+        }
+        needed
+    }
+
+    /// Check the connection limits against the process's open-file limit (`RLIMIT_NOFILE`).
+    /// A soft limit below what is needed is raised, up to the hard limit; when even the hard
+    /// limit is too low, the error names the limits and the knobs to lower. Without this, a
+    /// flood on one listener ends in `accept failed ... os error 24` on all of them.
+    pub fn check_descriptor_budget(&self) -> Result<()> {
+        let needed = self.descriptors_needed();
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        // `None` is RLIM_INFINITY.
+        let (soft, hard) = (
+            limit.current.unwrap_or(u64::MAX),
+            limit.maximum.unwrap_or(u64::MAX),
+        );
+        if needed <= soft {
+            return Ok(());
+        }
+        if needed <= hard {
+            let raised = rustix::process::Rlimit {
+                current: Some(needed),
+                maximum: limit.maximum,
+            };
+            rustix::process::setrlimit(rustix::process::Resource::Nofile, raised).context(
+                "raising the open-file limit (RLIMIT_NOFILE) to what the listeners need",
+            )?;
+            tracing::info!(from = soft, to = needed, "raised the open-file soft limit");
+            return Ok(());
+        }
+        bail!(
+            "the open-file limit (RLIMIT_NOFILE) is {hard}, but the connection limits need up to \
+             {needed} descriptors: serve.max_connections = {}, admin.max_connections = {}, \
+             metrics.max_connections = {}, plus {DESCRIPTOR_MARGIN} for the store, alerts and \
+             runtime. Raise the limit (LimitNOFILE= in the systemd unit, `ulimit -n`) or lower \
+             serve.max_connections",
+            self.serve.max_connections,
+            self.admin.max_connections,
+            self.metrics.max_connections,
+        )
+    }
+
+    /// Refuse secret files (`alerts.webhook.secret_file`, `alerts.email.password_file`) that
+    /// other users may read: a secret readable by the group or the world is no secret, and
+    /// starting with it would hide the mistake. Checked at start and on every reload.
+    pub fn check_secret_files(&self) -> Result<()> {
+        let webhook = self
+            .alerts
+            .webhook
+            .as_ref()
+            .and_then(|w| w.secret_file.as_ref());
+        let email = self
+            .alerts
+            .email
+            .as_ref()
+            .and_then(|e| e.password_file.as_ref());
+        for (key, file) in [
+            ("alerts.webhook.secret_file", webhook),
+            ("alerts.email.password_file", email),
+        ] {
+            if let Some(file) = file {
+                check_secret_file(key, file)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `file` (named by config key `key`) must grant no permission to its group or to others
+/// (mode & 0o077 == 0, as `chmod 600` or `400` leaves it).
+pub fn check_secret_file(key: &str, file: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file)
+        .with_context(|| format!("{key}: reading {}", file.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{key}: {} is readable or writable by other users (mode {:o}); a secret file must \
+             be private to quench's user: chmod 600 {}",
+            file.display(),
+            mode & 0o7777,
+            file.display()
+        );
+    }
+    Ok(())
+}
+// ---- end of issue 12 block ----
 
 #[cfg(test)]
 mod tests {
@@ -311,5 +501,50 @@ on_unavailable = "closed"
             let error = format!("{:#}", QuenchConfig::parse(text).unwrap_err());
             assert!(error.contains(expected), "{text:?}: {error}");
         }
+    }
+
+    #[test]
+    fn limits_must_be_at_least_one_and_fit_the_descriptor_budget() {
+        let error = format!(
+            "{:#}",
+            QuenchConfig::parse("[admin]\nmax_connections = 0\n").unwrap_err()
+        );
+        assert!(
+            error.contains("admin.max_connections must be at least 1"),
+            "{error}"
+        );
+        let defaults = QuenchConfig::parse("").unwrap();
+        assert_eq!(
+            defaults.descriptors_needed(),
+            1024 + 1 + 64 + 1 + 16 + 1 + DESCRIPTOR_MARGIN
+        );
+        let small =
+            QuenchConfig::parse("[serve]\nmax_connections = 100\nadmin_listen = \"127.0.0.1:1\"\n")
+                .unwrap();
+        assert_eq!(
+            small.descriptors_needed(),
+            100 + 1 + 64 + 1 + 16 + 1 + DESCRIPTOR_MARGIN
+        );
+    }
+
+    #[test]
+    fn secret_files_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "x").unwrap();
+        for (mode, ok) in [
+            (0o600, true),
+            (0o400, true),
+            (0o640, false),
+            (0o604, false),
+            (0o660, false),
+        ] {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let checked = check_secret_file("alerts.webhook.secret_file", &file);
+            assert_eq!(checked.is_ok(), ok, "mode {mode:o}: {checked:?}");
+        }
+        let error = format!("{:#}", check_secret_file("k", &file).unwrap_err());
+        assert!(error.contains("chmod 600"), "{error}");
     }
 }

@@ -45,6 +45,17 @@ pub struct Metrics {
     pub alerts: Family<KindLabel, Gauge>,
     /// Alert notifications since start, by sink and outcome.
     pub alert_notifications: Family<SinkLabel, Gauge>,
+    /// Admin requests refused before an operation ran, by kind (`unauthenticated`,
+    /// `malformed`); each is in a sampled audit record, not one of its own.
+    pub admin_refused: Family<KindLabel, Counter>,
+    /// Sampled audit records written for refused admin requests.
+    pub admin_sampled_records: Counter,
+    /// Connections closed at once because their listener was at its connection limit, by
+    /// listener (`admin`, `metrics`).
+    pub http_refused_connections: Family<KindLabel, Counter>,
+    /// Policy connections closed because an answer could not be written in time (the client
+    /// stopped reading).
+    pub write_timeouts: Counter,
 }
 
 /// Labels of an alert sink's counts.
@@ -133,8 +144,36 @@ impl Default for Metrics {
             "Alert notifications since start by sink and outcome",
             alert_notifications.clone(),
         );
+        let admin_refused = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "admin_refused_requests",
+            "Admin API requests refused before an operation ran, by kind (unauthenticated, malformed)",
+            admin_refused.clone(),
+        );
+        let admin_sampled_records = Counter::default();
+        registry.register(
+            "admin_sampled_audit_records",
+            "Sampled audit records written for refused admin requests",
+            admin_sampled_records.clone(),
+        );
+        let http_refused_connections = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "http_refused_connections",
+            "HTTP connections closed at once because the listener (kind) was at its connection limit",
+            http_refused_connections.clone(),
+        );
+        let write_timeouts = Counter::default();
+        registry.register(
+            "policy_write_timeouts",
+            "Policy connections closed because the client did not read its answer in time",
+            write_timeouts.clone(),
+        );
         Metrics {
             registry,
+            admin_refused,
+            admin_sampled_records,
+            http_refused_connections,
+            write_timeouts,
             retention,
             entities,
             alerts,
@@ -152,6 +191,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Count a refused admin request of `kind`.
+    pub fn admin_refused(&self, kind: &'static str) {
+        Self::count(&self.admin_refused, kind);
+    }
+
+    /// Count a connection `listener` closed at its connection limit.
+    pub fn http_refused(&self, listener: &'static str) {
+        Self::count(&self.http_refused_connections, listener);
+    }
+
     /// Count one of `family` with label `kind`.
     pub fn count(family: &Family<KindLabel, Counter>, kind: &'static str) {
         family.get_or_create(&KindLabel { kind }).inc();

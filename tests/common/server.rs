@@ -33,11 +33,39 @@ impl QuenchServer {
         std::fs::create_dir_all(&data_dir).unwrap();
         let config_path = data_dir.join("quench.toml");
         std::fs::write(&config_path, config).unwrap();
-        Self::launch(data_dir, config_path)
+        Self::launch(data_dir, config_path, &[])
     }
 
-    fn launch(data_dir: PathBuf, config_path: PathBuf) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_quench"))
+    /// [`start`](Self::start) under a wrapper command, e.g. `["prlimit", "--nofile=1024:1024"]`.
+    pub fn start_under(name: &str, config: &str, wrapper: &[&str]) -> Self {
+        let data_dir = Self::fresh_dir(name);
+        let config_path = data_dir.join("quench.toml");
+        std::fs::write(&config_path, config).unwrap();
+        Self::launch(data_dir, config_path, wrapper)
+    }
+
+    /// A fresh, empty data directory named after `name`.
+    pub fn fresh_dir(name: &str) -> PathBuf {
+        static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let data_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("servers")
+            .join(format!("{name}-{}-w{serial}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        data_dir
+    }
+
+    fn launch(data_dir: PathBuf, config_path: PathBuf, wrapper: &[&str]) -> Self {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(env!("CARGO_BIN_EXE_quench"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_quench")),
+        };
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
@@ -96,7 +124,7 @@ impl QuenchServer {
         let data_dir = self.data_dir.clone();
         let config_path = self.config_path.clone();
         std::mem::forget(self);
-        Self::launch(data_dir, config_path)
+        Self::launch(data_dir, config_path, &[])
     }
 
     /// SIGKILL, no cleanup: what a crash looks like.

@@ -1,26 +1,46 @@
-//! The admin API's routes and handlers.
+//! The admin API's routes and handlers, behind a guard that authenticates every request
+//! before any of it is read, and audits every refused request in bounded form
+//! ([`super::sampler`]).
 
-use super::auth::{Caller, Tokens, may_reload, may_unblock};
+use super::auth::{Caller, may_reload, may_unblock};
+use super::sampler::{
+    RefusedAudit, RefusedKind, SAMPLED_ACTION, SAMPLED_OUTCOME, SampledRecord, SamplerSettings,
+};
 use crate::bindings::{Entity, EntityKind, UnblockError};
-use crate::reload::Reloader;
+use crate::metrics::Metrics;
+use crate::reload::{Live, Reloader};
 use crate::service::Service;
 use crate::view::RestrictionView;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use quench_store::AuditQuery;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// What the handlers share.
 struct AdminState {
     service: Arc<Service>,
-    tokens: Tokens,
+    live: Arc<Live>,
     reloader: Option<Arc<Reloader>>,
+    metrics: Arc<Metrics>,
+    sampler: RefusedAudit,
 }
+
+/// Marks a response whose request was audited in full by its handler; a response without it
+/// was refused before an operation ran (a bad path, query or body, no such route), and the
+/// guard audits it through the sampler.
+#[derive(Clone, Copy)]
+struct Audited;
 
 /// What an operation needs from the caller's role.
 #[derive(Clone, Copy, PartialEq)]
@@ -56,36 +76,205 @@ impl Reply {
     }
 }
 
-/// The admin API router over `service`, authenticating with `tokens`.
-pub fn router(service: Arc<Service>, tokens: Tokens, reloader: Option<Arc<Reloader>>) -> Router {
-    let state = Arc::new(AdminState {
-        service,
-        tokens,
-        reloader,
-    });
-    Router::new()
-        .route("/v1/blocked-senders", get(list_senders))
-        .route("/v1/blocked-senders/{address}", get(get_sender))
-        .route(
-            "/v1/blocked-senders/{address}/unblock",
-            post(unblock_sender),
-        )
-        .route("/v1/blocked-connectors", get(list_connectors))
-        .route("/v1/blocked-connectors/{id}", get(get_connector))
-        .route(
-            "/v1/blocked-connectors/{id}/unblock",
-            post(unblock_connector),
-        )
-        .route("/v1/audit", get(list_audit))
-        .route("/v1/policy", get(policy_info))
-        .route("/v1/policy/reload", post(reload_policy))
-        .with_state(state)
+/// The admin API: its router, and the sampler's background flush.
+#[derive(Clone)]
+pub struct AdminApi {
+    state: Arc<AdminState>,
 }
 
-/// Authenticate, authorise, run `work` on a blocking thread, audit, answer.
+impl AdminApi {
+    /// The admin API over `service`, authenticating with the tokens `live` holds (re-read at
+    /// every request, so a reload takes effect at once).
+    pub fn new(
+        service: Arc<Service>,
+        live: Arc<Live>,
+        reloader: Option<Arc<Reloader>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        AdminApi {
+            state: Arc::new(AdminState {
+                service,
+                live,
+                reloader,
+                metrics,
+                sampler: RefusedAudit::new(),
+            }),
+        }
+    }
+
+    /// The router: every route behind the guard.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        Router::new()
+            .route("/v1/blocked-senders", get(list_senders))
+            .route("/v1/blocked-senders/{address}", get(get_sender))
+            .route(
+                "/v1/blocked-senders/{address}/unblock",
+                post(unblock_sender),
+            )
+            .route("/v1/blocked-connectors", get(list_connectors))
+            .route("/v1/blocked-connectors/{id}", get(get_connector))
+            .route(
+                "/v1/blocked-connectors/{id}/unblock",
+                post(unblock_connector),
+            )
+            .route("/v1/audit", get(list_audit))
+            .route("/v1/policy", get(policy_info))
+            .route("/v1/policy/reload", post(reload_policy))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+            .with_state(state)
+    }
+
+    /// Write the sampler's pending counts as they fall due (every second), and all of them
+    /// when `stop` changes, so a flood's last minute is in the audit log too.
+    pub async fn flush_sampled(&self, mut stop: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let all = tokio::select! {
+                _ = ticker.tick() => false,
+                _ = stop.changed() => true,
+            };
+            let settings = SamplerSettings::from_config(&self.state.live.config().admin);
+            let records = self.state.sampler.due(settings, Instant::now(), all);
+            write_sampled(&self.state, records).await;
+            if all {
+                return;
+            }
+        }
+    }
+}
+
+/// Write sampled records (on the blocking pool: they are durable writes).
+async fn write_sampled(state: &Arc<AdminState>, records: Vec<SampledRecord>) {
+    if records.is_empty() {
+        return;
+    }
+    state
+        .metrics
+        .admin_sampled_records
+        .inc_by(records.len() as u64);
+    let writer = state.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let now = crate::time::now();
+        for record in records {
+            writer.service.audit(
+                &record.actor,
+                SAMPLED_ACTION,
+                None,
+                SAMPLED_OUTCOME,
+                &record.detail,
+                now,
+            )?;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::error!(
+            ?written,
+            "could not write the sampled audit of refused admin requests"
+        );
+    }
+}
+
+/// Count a refused request and audit it through the sampler.
+async fn refused(
+    state: &Arc<AdminState>,
+    client: IpAddr,
+    actor: &str,
+    kind: RefusedKind,
+    method: &str,
+    path: &str,
+    status: StatusCode,
+) {
+    state.metrics.admin_refused(match kind {
+        RefusedKind::Unauthenticated => "unauthenticated",
+        RefusedKind::Malformed => "malformed",
+    });
+    let settings = SamplerSettings::from_config(&state.live.config().admin);
+    let request = super::sampler::Refused {
+        client,
+        actor,
+        kind,
+        method,
+        path,
+        status: status.as_u16(),
+    };
+    let records = state
+        .sampler
+        .refused(settings, &request, crate::time::now(), Instant::now());
+    write_sampled(state, records).await;
+}
+
+/// Authenticate before anything of the request is read; bound the body's size and time;
+/// audit what is refused before an operation runs.
+async fn guard(State(state): State<Arc<AdminState>>, request: Request, next: Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let method = request.method().to_string();
+    let path = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_string(),
+        |p| p.as_str().to_string(),
+    );
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let caller = token.and_then(|t| state.live.tokens().caller(t).cloned());
+    let Some(caller) = caller else {
+        let why = if token.is_some() {
+            "unknown token"
+        } else {
+            "no bearer token"
+        };
+        refused(
+            &state,
+            client,
+            "anonymous",
+            RefusedKind::Unauthenticated,
+            &method,
+            &path,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": format!("{why}: send `Authorization: Bearer <token>`") })),
+        )
+            .into_response();
+    };
+    let admin = state.live.config().admin.clone();
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(caller.clone());
+    let body = Body::new(http_body_util::Limited::new(
+        tower_http::timeout::TimeoutBody::new(Duration::from_secs(admin.body_timeout_secs), body),
+        admin.max_body_bytes,
+    ));
+    let response = next.run(Request::from_parts(parts, body)).await;
+    if response.extensions().get::<Audited>().is_none() {
+        refused(
+            &state,
+            client,
+            &caller.name,
+            RefusedKind::Malformed,
+            &method,
+            &path,
+            response.status(),
+        )
+        .await;
+    }
+    response
+}
+
+/// Authorise, run `work` on a blocking thread, audit, answer.
 async fn call(
     state: Arc<AdminState>,
-    headers: HeaderMap,
+    caller: Caller,
     action: &'static str,
     entity: Option<Entity>,
     need: Need,
@@ -93,34 +282,6 @@ async fn call(
 ) -> Response {
     let now = crate::time::now();
     let entity_key = entity.as_ref().map(Entity::key);
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let caller = match token.and_then(|t| state.tokens.caller(t)) {
-        Some(caller) => caller.clone(),
-        None => {
-            let why = if token.is_some() {
-                "unknown token"
-            } else {
-                "no bearer token"
-            };
-            return finish(
-                &state,
-                "anonymous",
-                action,
-                entity_key,
-                now,
-                Reply::error(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    format!("{why}: send `Authorization: Bearer <token>`"),
-                ),
-            )
-            .await;
-        }
-    };
     if need == Need::Reload && !may_reload(caller.role) {
         let reply = Reply::error(
             StatusCode::FORBIDDEN,
@@ -177,14 +338,18 @@ async fn finish(
         if !matches!(audited, Ok(Ok(_))) {
             // An admin action that cannot be audited is not done quietly.
             tracing::error!(?audited, action, "audit write failed");
-            return (
+            let mut response = (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({ "error": "the audit log is unavailable" })),
             )
                 .into_response();
+            response.extensions_mut().insert(Audited);
+            return response;
         }
     }
-    (reply.status, Json(reply.body)).into_response()
+    let mut response = (reply.status, Json(reply.body)).into_response();
+    response.extensions_mut().insert(Audited);
+    response
 }
 
 fn list(service: &Service, kind: EntityKind, now: i64) -> Reply {
@@ -281,10 +446,13 @@ fn unblock(service: &Service, caller: &Caller, entity: &Entity, reason: &str, no
     }
 }
 
-async fn list_senders(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+async fn list_senders(
+    State(s): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
     call(
         s,
-        headers,
+        caller,
         "list-blocked-senders",
         None,
         Need::Read,
@@ -293,10 +461,13 @@ async fn list_senders(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> R
     .await
 }
 
-async fn list_connectors(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+async fn list_connectors(
+    State(s): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
     call(
         s,
-        headers,
+        caller,
         "list-blocked-connectors",
         None,
         Need::Read,
@@ -308,29 +479,51 @@ async fn list_connectors(State(s): State<Arc<AdminState>>, headers: HeaderMap) -
 async fn get_sender(
     State(s): State<Arc<AdminState>>,
     Path(address): Path<String>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
 ) -> Response {
-    get_one(s, headers, Entity::user(&address), "get-blocked-sender").await
+    get_one(s, caller, Entity::user(&address), "get-blocked-sender").await
 }
 
 async fn get_connector(
     State(s): State<Arc<AdminState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
 ) -> Response {
-    get_one(s, headers, Entity::connector(&id), "get-blocked-connector").await
+    get_one(s, caller, Entity::connector(&id), "get-blocked-connector").await
+}
+
+/// Longest entity id (an address or a connector id) accepted in a path, in bytes. An email
+/// address has at most 254 (RFC 5321's path limit less the brackets); 320 leaves room for
+/// odd but real ones. Longer ids are refused as malformed (and sampled) before the operation,
+/// so a caller with a token cannot make each audit record carry kilobytes of path.
+const MAX_ENTITY_BYTES: usize = 320;
+
+/// The refusal of an over-long entity id (not marked audited: the guard samples it).
+fn entity_too_long(entity: &Entity) -> Option<Response> {
+    (entity.id.len() > MAX_ENTITY_BYTES).then(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": format!("the address or id is longer than {MAX_ENTITY_BYTES} bytes")
+            })),
+        )
+            .into_response()
+    })
 }
 
 async fn get_one(
     s: Arc<AdminState>,
-    headers: HeaderMap,
+    caller: Caller,
     entity: Entity,
     action: &'static str,
 ) -> Response {
+    if let Some(refused) = entity_too_long(&entity) {
+        return refused;
+    }
     let target = entity.clone();
     call(
         s,
-        headers,
+        caller,
         action,
         Some(entity),
         Need::Read,
@@ -342,32 +535,49 @@ async fn get_one(
 async fn unblock_sender(
     State(s): State<Arc<AdminState>>,
     Path(address): Path<String>,
-    headers: HeaderMap,
-    body: Option<Json<UnblockBody>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<UnblockBody>, JsonRejection>,
 ) -> Response {
-    unblock_one(s, headers, Entity::user(&address), body).await
+    unblock_one(s, caller, Entity::user(&address), body).await
 }
 
 async fn unblock_connector(
     State(s): State<Arc<AdminState>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Option<Json<UnblockBody>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<UnblockBody>, JsonRejection>,
 ) -> Response {
-    unblock_one(s, headers, Entity::connector(&id), body).await
+    unblock_one(s, caller, Entity::connector(&id), body).await
+}
+
+/// A JSON body: `None` when there is none (no JSON content type); unreadable JSON (bad
+/// syntax, wrong fields, too large, too slow) is answered with the rejection, which the guard
+/// audits through the sampler.
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<Option<T>, JsonRejection> {
+    match body {
+        Ok(Json(body)) => Ok(Some(body)),
+        Err(JsonRejection::MissingJsonContentType(_)) => Ok(None),
+        Err(rejection) => Err(rejection),
+    }
 }
 
 async fn unblock_one(
     s: Arc<AdminState>,
-    headers: HeaderMap,
+    caller: Caller,
     entity: Entity,
-    body: Option<Json<UnblockBody>>,
+    body: Result<Json<UnblockBody>, JsonRejection>,
 ) -> Response {
-    let reason = body.and_then(|Json(b)| b.reason).unwrap_or_default();
+    if let Some(refused) = entity_too_long(&entity) {
+        return refused;
+    }
+    let reason = match json_body(body) {
+        Ok(body) => body.and_then(|b| b.reason).unwrap_or_default(),
+        Err(rejection) => return rejection.into_response(),
+    };
     let target = entity.clone();
     call(
         s,
-        headers,
+        caller,
         "unblock",
         Some(entity),
         Need::Unblock,
@@ -388,11 +598,11 @@ struct AuditParams {
 async fn list_audit(
     State(s): State<Arc<AdminState>>,
     Query(params): Query<AuditParams>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
 ) -> Response {
     call(
         s,
-        headers,
+        caller,
         "list-audit",
         None,
         Need::Read,
@@ -443,8 +653,11 @@ async fn list_audit(
     .await
 }
 
-async fn policy_info(State(s): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
-    call(s, headers, "get-policy", None, Need::Read, |svc, _, _| {
+async fn policy_info(
+    State(s): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    call(s, caller, "get-policy", None, Need::Read, |svc, _, _| {
         let policy = svc.policy();
         Reply::ok(
             json!({
@@ -467,12 +680,15 @@ struct ReloadBody {
 
 async fn reload_policy(
     State(s): State<Arc<AdminState>>,
-    headers: HeaderMap,
-    body: Option<Json<ReloadBody>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<ReloadBody>, JsonRejection>,
 ) -> Response {
-    let reset_state = body.map(|Json(b)| b.reset_state).unwrap_or_default();
+    let reset_state = match json_body(body) {
+        Ok(body) => body.is_some_and(|b| b.reset_state),
+        Err(rejection) => return rejection.into_response(),
+    };
     let reloader = s.reloader.clone();
-    call(s, headers, "reload", None, Need::Reload, move |_, _, _| {
+    call(s, caller, "reload", None, Need::Reload, move |_, _, _| {
         let Some(reloader) = reloader else {
             return Reply::error(
                 StatusCode::NOT_IMPLEMENTED,

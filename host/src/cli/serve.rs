@@ -4,7 +4,7 @@
 use crate::alerts::AlertDispatcher;
 use crate::config::{QuenchConfig, StoreBackend};
 use crate::metrics::Metrics;
-use crate::reload::{PolicyLoader, Reloader};
+use crate::reload::{Live, PolicyLoader, Reloader, ServeOverrides};
 use crate::serve::{Listeners, Parts, run, shutdown_signal};
 use crate::service::Service;
 use anyhow::{Context, Result};
@@ -40,22 +40,14 @@ pub(crate) struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn apply(self, config: &mut QuenchConfig) {
-        let serve = &mut config.serve;
-        if let Some(listen) = self.listen {
-            serve.listen = listen;
-        }
-        if let Some(dir) = self.data_dir {
-            serve.data_dir = dir;
-        }
-        if let Some(policy) = self.policy {
-            serve.policy = Some(policy);
-        }
-        if let Some(addr) = self.admin_listen {
-            serve.admin_listen = Some(addr);
-        }
-        if let Some(addr) = self.metrics_listen {
-            serve.metrics_listen = Some(addr);
+    /// The flags that override `[serve]` keys, kept for reloads.
+    fn overrides(&self) -> ServeOverrides {
+        ServeOverrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            policy: self.policy.clone(),
+            admin_listen: self.admin_listen,
+            metrics_listen: self.metrics_listen,
         }
     }
 }
@@ -63,10 +55,13 @@ impl ServeArgs {
 pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
     let config_path = args.config.clone();
     let policy_flag = args.policy.clone();
+    let overrides = args.overrides();
     let mut config = super::load_config(args.config.as_ref())?;
-    args.apply(&mut config);
+    overrides.apply(&mut config);
     let serve = config.serve.clone();
-    let tokens = crate::admin::Tokens::new(&config.admin.tokens)?;
+    crate::admin::Tokens::new(&config.admin.tokens)?;
+    config.check_secret_files()?;
+    config.check_descriptor_budget()?;
     std::fs::create_dir_all(&serve.data_dir)
         .with_context(|| format!("creating data directory {}", serve.data_dir.display()))?;
     let store = open_store(&config)?;
@@ -76,7 +71,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         cache_dir: serve.data_dir.join("cache"),
     };
     // The same path a reload takes, so what starts is what a SIGHUP would load.
-    let (sandbox, _) = loader.load()?;
+    let (sandbox, _, raw) = loader.load_with_text()?;
     let metrics = Arc::new(Metrics::default());
     let service = Service::new(sandbox, store.store, config.store.on_unavailable)
         .with_unavailable_gauge(metrics.store_unavailable.clone());
@@ -85,7 +80,6 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         service.observe_store(&check);
     }
     let service = Arc::new(service);
-    let reloader = Arc::new(Reloader::new(loader, service.clone()));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -105,14 +99,17 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
             AlertDispatcher::start(&config.alerts, tokio::runtime::Handle::current())
                 .context("starting alert delivery")?,
         );
+        let offload_decisions = config.store.backend == StoreBackend::Redis;
+        let live = Arc::new(Live::new(config, raw, alerts)?);
+        let reloader =
+            Arc::new(Reloader::new(loader, service.clone()).with_live(live.clone(), overrides));
         let parts = Parts {
             service,
             metrics,
             config: serve,
-            tokens,
+            live,
             reloader: Some(reloader),
-            alerts,
-            offload_decisions: config.store.backend == StoreBackend::Redis,
+            offload_decisions,
         };
         run(listeners, parts, shutdown_signal()).await
     })?;

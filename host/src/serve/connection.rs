@@ -22,11 +22,19 @@ pub(super) async fn serve(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let idle = Duration::from_secs(shared.config.idle_timeout_secs);
-    let request_time = Duration::from_secs(shared.config.request_timeout_secs);
     let (read, mut write) = stream.into_split();
     let mut reader = RequestReader::with_limits(BufReader::new(read), shared.limits);
     loop {
+        // Read per request, so a reload changes them for connections already open.
+        let (idle, request_time, write_time) = {
+            let config = shared.live.config();
+            let serve = &config.serve;
+            (
+                Duration::from_secs(serve.idle_timeout_secs),
+                Duration::from_secs(serve.request_timeout_secs),
+                Duration::from_secs(serve.write_timeout_secs),
+            )
+        };
         // Between requests: wait for the next one to start, for the idle limit, or for
         // shutdown (which closes idle connections at once).
         if reader.buffered() == 0 && reader.get_ref().buffer().is_empty() {
@@ -60,9 +68,19 @@ pub(super) async fn serve(
             }
         };
         let action = decide(&shared, request).await;
-        if let Err(error) = write_response(&mut write, &action).await {
-            tracing::debug!(%peer, %error, "could not answer; closing");
-            return;
+        // A client that stops reading would block this write forever once the socket's
+        // buffers are full, holding its slot past both read timeouts.
+        match timeout(write_time, write_response(&mut write, &action)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, "could not answer; closing");
+                return;
+            }
+            Err(_) => {
+                shared.metrics.write_timeouts.inc();
+                tracing::warn!(%peer, "client did not read its answer in time (serve.write_timeout_secs); closing");
+                return;
+            }
         }
     }
 }

@@ -5,11 +5,10 @@
 mod connection;
 pub mod mapping;
 
-use crate::admin::Tokens;
-use crate::alerts::AlertDispatcher;
+use crate::admin::{AdminApi, HttpLimits, serve_http};
 use crate::config::ServeConfig;
 use crate::metrics::{KindLabel, Metrics};
-use crate::reload::Reloader;
+use crate::reload::{Live, LiveAlerts, Reloader};
 use crate::retention;
 use crate::sandbox::SandboxError;
 use crate::service::Service;
@@ -25,9 +24,13 @@ use tokio::task::JoinSet;
 /// What every connection task shares.
 pub(crate) struct Shared {
     pub(crate) service: Arc<Service>,
-    pub(crate) alerts: Arc<AlertDispatcher>,
+    pub(crate) alerts: Arc<LiveAlerts>,
+    /// The settings a reload changes (timeouts are read from here, per request).
+    pub(crate) live: Arc<Live>,
     pub(crate) offload_decisions: bool,
     pub(crate) metrics: Arc<Metrics>,
+    /// The `[serve]` settings at start (the keys a reload changes are read from `live`).
+    #[allow(dead_code)]
     pub(crate) config: ServeConfig,
     pub(crate) limits: Limits,
 }
@@ -89,14 +92,12 @@ pub struct Parts {
     pub service: Arc<Service>,
     /// Metrics, served on the metrics listener.
     pub metrics: Arc<Metrics>,
-    /// The `[serve]` settings.
+    /// The `[serve]` settings at start.
     pub config: ServeConfig,
-    /// Admin API tokens.
-    pub tokens: Tokens,
+    /// What a reload changes: the config in force, admin tokens, alert delivery.
+    pub live: Arc<Live>,
     /// Reloads the policy on SIGHUP and `POST /v1/policy/reload`; `None` disables reloads.
     pub reloader: Option<Arc<Reloader>>,
-    /// Alert delivery.
-    pub alerts: Arc<AlertDispatcher>,
     /// Decide on tokio's blocking pool instead of the connection's worker thread. Set for
     /// network stores (Redis): a round trip, or a timeout while Redis is down, must not hold
     /// up the other connections on that worker. Local stores decide in microseconds, where
@@ -114,14 +115,15 @@ pub async fn run(
         service,
         metrics,
         config,
-        tokens,
+        live,
         reloader,
-        alerts,
         offload_decisions,
     } = parts;
+    let alerts = live.alerts().clone();
     let shared = Arc::new(Shared {
         service: service.clone(),
         alerts: alerts.clone(),
+        live: live.clone(),
         offload_decisions,
         metrics: metrics.clone(),
         config: config.clone(),
@@ -133,13 +135,34 @@ pub async fn run(
         background.spawn(serve_metrics(
             listener,
             metrics.clone(),
-            alerts.clone(),
+            live.clone(),
             stop_rx.clone(),
         ));
     }
     if let Some(listener) = listeners.admin {
-        let app = crate::admin::router(service.clone(), tokens, reloader.clone());
-        background.spawn(serve_http("admin API", listener, app, stop_rx.clone()));
+        let api = AdminApi::new(
+            service.clone(),
+            live.clone(),
+            reloader.clone(),
+            metrics.clone(),
+        );
+        let header_live = live.clone();
+        let limits = HttpLimits {
+            max_connections: live.config().admin.max_connections,
+            header_timeout: Arc::new(move || {
+                Duration::from_secs(header_live.config().admin.header_timeout_secs)
+            }),
+        };
+        background.spawn(serve_http(
+            "admin",
+            listener,
+            api.router(),
+            limits,
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
+        let stop = stop_rx.clone();
+        background.spawn(async move { api.flush_sampled(stop).await });
     }
     background.spawn(flush_periodically(
         service.clone(),
@@ -204,7 +227,7 @@ pub async fn run(
     );
     drop(listeners.policy);
     let _ = stop_tx.send(true);
-    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let grace = Duration::from_secs(live.config().serve.shutdown_grace_secs);
     if tokio::time::timeout(grace, async {
         while connections.join_next().await.is_some() {}
     })
@@ -320,13 +343,15 @@ async fn sweep_periodically(
 async fn serve_metrics(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    alerts: Arc<AlertDispatcher>,
+    live: Arc<Live>,
     stop: watch::Receiver<bool>,
 ) {
+    let alerts = live.alerts().clone();
+    let served = metrics.clone();
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let metrics = metrics.clone();
+            let metrics = served.clone();
             let alerts = alerts.clone();
             async move {
                 metrics.record_alerts(&alerts.stats());
@@ -340,24 +365,13 @@ async fn serve_metrics(
             }
         }),
     );
-    serve_http("metrics endpoint", listener, app, stop).await;
-}
-
-/// Serve an HTTP app until shutdown begins.
-async fn serve_http(
-    what: &'static str,
-    listener: TcpListener,
-    app: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) {
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        })
-        .await;
-    if let Err(error) = served {
-        tracing::warn!(%error, "{what} stopped");
-    }
+    let limits = HttpLimits {
+        max_connections: live.config().metrics.max_connections,
+        header_timeout: Arc::new(move || {
+            Duration::from_secs(live.config().metrics.header_timeout_secs)
+        }),
+    };
+    serve_http("metrics", listener, app, limits, metrics, stop).await;
 }
 
 /// Reload the policy on every SIGHUP until shutdown; a refused reload is logged and the
@@ -375,10 +389,10 @@ async fn reload_on_sighup(reloader: Arc<Reloader>, mut stop: watch::Receiver<boo
             _ = hangups.recv() => {}
             _ = stop.changed() => return,
         }
-        tracing::info!("SIGHUP received: reloading the policy");
+        tracing::info!("SIGHUP received: reloading the config and the policy");
         let reloader = reloader.clone();
         match tokio::task::spawn_blocking(move || reloader.reload(false)).await {
-            Ok(Ok(_)) => {}
+            Ok(Ok(swapped)) => tracing::info!(settings = ?swapped.settings, "reload done"),
             Ok(Err(error)) => tracing::error!(error = %format!("{error:#}"), "reload refused"),
             Err(error) => tracing::error!(%error, "reload task failed"),
         }
