@@ -64,7 +64,7 @@ fn check_component(bytes: &[u8]) {
     assert!(
         expected
             .iter()
-            .any(|(name, functions)| name == "quench:policy/policy@0.1.0"
+            .any(|(name, functions)| name == "quench:policy/policy@0.2.0"
                 && functions.contains(&"[method]engine.evaluate".to_string())),
         "the contract itself lists engine.evaluate: {expected:?}"
     );

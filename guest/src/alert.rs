@@ -28,6 +28,7 @@ fn alert(name: &str, severity: Severity, entity: &Entity, summary: String, at: T
 pub fn restricted(entity: &Entity, r: &StoredRestriction) -> Alert {
     let (name, what) = match entity.kind {
         EntityKind::User => (USER_RESTRICTED, "User"),
+        EntityKind::Relay => (USER_RESTRICTED, "Relayed sender"),
         EntityKind::Connector => (SUSPICIOUS_CONNECTOR, "Connector"),
     };
     let summary = format!(

@@ -118,7 +118,7 @@ macro_rules! mirror_enum {
     };
 }
 
-mirror_enum!(t::EntityKind, w::EntityKind, [User, Connector]);
+mirror_enum!(t::EntityKind, w::EntityKind, [User, Connector, Relay]);
 mirror_enum!(t::Action, w::Action, [Accept, Defer, Reject]);
 mirror_enum!(
     t::RestrictionKind,

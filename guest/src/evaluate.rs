@@ -50,7 +50,7 @@ fn applied<'a>(cfg: &'a Config, sub: &'a Submission) -> Applied<'a> {
                 },
             }
         }
-        EntityKind::User => {
+        EntityKind::User | EntityKind::Relay => {
             // Send As: the policy follows the From address; counts stay with the entity.
             let mut sender = addr::normalize(&sub.sender);
             if sender.is_empty() {
@@ -84,7 +84,7 @@ fn restricted_reply(kind: StoredKind, entity: EntityKind) -> SmtpReply {
     match (kind, entity) {
         (StoredKind::ServiceDailyLimit, _) => reply::daily_recipient_limit(),
         (_, EntityKind::Connector) => reply::bad_inbound_connector(),
-        (_, EntityKind::User) => reply::bad_outbound_sender(),
+        (_, EntityKind::User | EntityKind::Relay) => reply::bad_outbound_sender(),
     }
 }
 
@@ -183,7 +183,7 @@ fn decide(
     }
 
     // 4. Messages per minute (users): only a new message counts and can be deferred.
-    let is_user = sub.entity.kind == EntityKind::User;
+    let is_user = matches!(sub.entity.kind, EntityKind::User | EntityKind::Relay);
     if is_user
         && continuing.is_none()
         && window::total(&st.counters.messages_minute) >= cfg.message_rate_limit

@@ -10,6 +10,7 @@ pub type Timestamp = i64;
 pub enum EntityKind {
     User,
     Connector,
+    Relay,
 }
 
 /// The thing limits are counted for and restrictions land on.

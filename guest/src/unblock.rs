@@ -87,7 +87,8 @@ pub fn unblock(
     lifted.changed = now;
     let recommendations = match req.entity.kind {
         EntityKind::User => USER_RECOMMENDATIONS,
-        EntityKind::Connector => CONNECTOR_RECOMMENDATIONS,
+        // A relay is a host on a trusted network: check the host, as for a connector.
+        EntityKind::Connector | EntityKind::Relay => CONNECTOR_RECOMMENDATIONS,
     };
     Ok(UnblockGranted {
         state: state::encode(&st),

@@ -37,13 +37,38 @@ impl Entity {
         }
     }
 
-    /// The key stores file this entity under: `user:<id>` or `connector:<id>`.
+    /// A relay entity: the envelope sender of an unauthenticated client on a trusted
+    /// network, in its own key space (`relay:<id>`); `id` is normalised like a user's.
+    pub fn relay(id: &str) -> Self {
+        Entity {
+            kind: EntityKind::Relay,
+            id: crate::normalize::normalize(id),
+        }
+    }
+
+    /// The key stores file this entity under: `<kind>:<id>` (`user:alice@contoso.com`).
     pub fn key(&self) -> String {
-        let kind = match self.kind {
+        format!("{}:{}", self.kind.name(), self.id)
+    }
+}
+
+impl EntityKind {
+    /// Every kind, in the order the contract lists them.
+    pub const ALL: [EntityKind; 3] = [EntityKind::User, EntityKind::Connector, EntityKind::Relay];
+
+    /// The kind as keys, the admin API, logs and alerts spell it: `user`, `connector`, `relay`.
+    /// The one place these names are written.
+    pub fn name(self) -> &'static str {
+        match self {
             EntityKind::User => "user",
             EntityKind::Connector => "connector",
-        };
-        format!("{kind}:{}", self.id)
+            EntityKind::Relay => "relay",
+        }
+    }
+
+    /// The kind [`name`](Self::name) spells, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
     }
 }
 

@@ -177,6 +177,7 @@ fn entity_in(e: &b::Entity) -> g::Entity {
         kind: match e.kind {
             b::EntityKind::User => g::EntityKind::User,
             b::EntityKind::Connector => g::EntityKind::Connector,
+            b::EntityKind::Relay => g::EntityKind::Relay,
         },
         id: e.id.clone(),
     }
@@ -187,6 +188,7 @@ fn entity_out(e: g::Entity) -> b::Entity {
         kind: match e.kind {
             g::EntityKind::User => b::EntityKind::User,
             g::EntityKind::Connector => b::EntityKind::Connector,
+            g::EntityKind::Relay => b::EntityKind::Relay,
         },
         id: e.id,
     }

@@ -154,6 +154,11 @@ impl StoreHealth {
                     self.unlogged.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            Err(error @ StoreError::Contended(_)) => {
+                // Not an outage: the store answers, this entity is just too busy. The decision
+                // is deferred (see `decide_with`), never accepted uncounted.
+                tracing::warn!(%error, "store contended; deferring this decision");
+            }
             Err(error @ StoreError::Other(_)) => {
                 tracing::warn!(%error, on_unavailable = action_name(on_unavailable), "store failed");
             }
@@ -298,6 +303,13 @@ impl Service {
                     store_error: None,
                 }
             }
+            (Err(error @ StoreError::Contended(_)), _) => Outcome {
+                // Whatever `on_unavailable` says: accepting here would let a message through
+                // that the entity's counters never saw. The client retries.
+                decision: FailAction::Closed.decision(&[]),
+                fault: None,
+                store_error: Some(error),
+            },
             (Err(error), _) => {
                 tracing::debug!(entity = %key, %error, "store failed; answering with on_unavailable");
                 Outcome {
@@ -444,11 +456,7 @@ impl Service {
 /// Parse a store key (`user:<id>`, `connector:<id>`) back into an entity.
 pub fn entity_from_key(key: &str) -> Option<Entity> {
     let (kind, id) = key.split_once(':')?;
-    let kind = match kind {
-        "user" => EntityKind::User,
-        "connector" => EntityKind::Connector,
-        _ => return None,
-    };
+    let kind = EntityKind::from_name(kind)?;
     Some(Entity {
         kind,
         id: normalize::normalize(id),

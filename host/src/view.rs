@@ -1,7 +1,7 @@
 //! JSON views for people and scripts: restriction records with RFC 3339 times and the
 //! Exchange-style names, shared by `quench simulate` and the admin API.
 
-use crate::bindings::{EntityKind, Restriction, RestrictionKind};
+use crate::bindings::{Restriction, RestrictionKind};
 use crate::time::format;
 use serde::Serialize;
 
@@ -46,10 +46,7 @@ impl From<&Restriction> for RestrictionView {
     fn from(r: &Restriction) -> Self {
         RestrictionView {
             entity: r.entity.id.clone(),
-            kind: match r.entity.kind {
-                EntityKind::User => "user",
-                EntityKind::Connector => "connector",
-            },
+            kind: r.entity.kind.name(),
             restriction: kind_name(r.kind),
             reason: r.evidence.reason.clone(),
             policy: r.evidence.policy.clone(),

@@ -145,6 +145,15 @@ pub fn body(alert: &Alert) -> String {
              3. Once it is fixed, unblock it (counts against the unblock limit):\n\
              \x20      quench blocked-connector remove {id} --reason TEXT\n"
         ),
+        EntityKind::Relay => format!(
+            "1. See whether and why the relayed sender is restricted:\n\
+             \x20      quench blocked-relay get {id}\n\
+             2. An unauthenticated client on a trusted network sent it: find the host (the\n\
+             \x20  log names the client address) and check it for a compromised web\n\
+             \x20  application, script or device before letting it send again.\n\
+             3. Once it is fixed, unblock it (counts against the unblock limit):\n\
+             \x20      quench blocked-relay remove {id} --reason TEXT\n"
+        ),
     };
     text.push_str(&steps);
     text.push_str("\n-- \nSent by quench. Every alert is also in quench's log.\n");

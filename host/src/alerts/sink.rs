@@ -144,10 +144,7 @@ pub fn severity_name(severity: Severity) -> &'static str {
     }
 }
 
-/// `user` or `connector`.
+/// `user`, `connector` or `relay` ([`EntityKind::name`]).
 pub fn entity_kind_name(kind: EntityKind) -> &'static str {
-    match kind {
-        EntityKind::User => "user",
-        EntityKind::Connector => "connector",
-    }
+    kind.name()
 }

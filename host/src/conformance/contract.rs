@@ -10,7 +10,7 @@ use wit_parser::{Resolve, WorldItem};
 /// The contract, as this host was built against it.
 const CONTRACT_WIT: &str = include_str!("../../../wit/policy.wit");
 /// The interface a policy must export.
-pub(crate) const INTERFACE: &str = "quench:policy/policy@0.1.0";
+pub(crate) const INTERFACE: &str = "quench:policy/policy@0.2.0";
 
 /// Function name -> parameter names, for one interface.
 type Functions = BTreeMap<String, Vec<String>>;

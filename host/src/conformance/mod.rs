@@ -3,7 +3,7 @@
 //!
 //! | id                 | verifies                                                                 |
 //! |--------------------|--------------------------------------------------------------------------|
-//! | `contract`         | imports nothing; exports `quench:policy/policy@0.1.0` with every function |
+//! | `contract`         | imports nothing; exports `quench:policy/policy@0.2.0` with every function |
 //! | `config-errors`    | bad config (unknown key, unknown table, TOML syntax) is refused readably  |
 //! | `total`            | `evaluate` answers every generated submission, validly, in time          |
 //! | `deterministic`    | the same inputs give the same outputs, warm instance or fresh            |
@@ -79,7 +79,7 @@ impl KitOptions {
 const CHECKS: &[(&str, &str)] = &[
     (
         "contract",
-        "imports nothing; exports quench:policy/policy@0.1.0 with every function",
+        "imports nothing; exports quench:policy/policy@0.2.0 with every function",
     ),
     (
         "config-errors",
