@@ -327,6 +327,58 @@ fn four_hosts_sharing_redis_accept_exactly_the_limit_per_sender() {
     );
 }
 
+/// Issue 12: Redis contention never accepts uncounted. 64 connections hammer one user across
+/// two hosts, with the default `on_unavailable` (open: a store outage accepts) and the default
+/// contention bound: exactly the limit is accepted, every recipient over it is refused.
+#[test]
+fn sixty_four_connections_on_one_user_across_two_hosts_never_accept_past_the_limit() {
+    const CONNECTIONS: usize = 64;
+    const PER_CONNECTION: usize = 3;
+    let redis = RedisServer::start(false);
+    let config =
+        config(&redis, "fleet-hot:", "open").replace("contention_timeout_ms = 30000\n", "");
+    let hosts = start_hosts("fleet-hot", &config, 2);
+    let addrs: Vec<SocketAddr> = hosts.iter().map(|h| h.policy).collect();
+    let start = std::sync::Barrier::new(CONNECTIONS);
+    let answers: Vec<String> = thread::scope(|scope| {
+        let workers: Vec<_> = (0..CONNECTIONS)
+            .map(|c| {
+                let (addrs, start) = (&addrs, &start);
+                scope.spawn(move || {
+                    let mut client = PolicyClient::connect(addrs[c % addrs.len()]);
+                    start.wait();
+                    (0..PER_CONNECTION)
+                        .map(|n| {
+                            client
+                                .rcpt(
+                                    "hot@contoso.com",
+                                    &format!("c{c}-{n}@fabrikam.com"),
+                                    &format!("hot-c{c}-m{n}"),
+                                )
+                                .expect("answered")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let accepted = answers.iter().filter(|a| a.as_str() == DUNNO).count();
+    let refused = answers
+        .iter()
+        .filter(|a| a.as_str() == RESTRICTED || a.starts_with("action=4"))
+        .count();
+    assert_eq!(
+        (accepted, refused),
+        (LIMIT, CONNECTIONS * PER_CONNECTION - LIMIT),
+        "exactly the limit accepted, the rest refused: {answers:?}"
+    );
+    assert_eq!(fleet_metric(&hosts, "quench_store_errors_total"), 0.0);
+}
+
 #[test]
 fn an_unblock_through_host_a_is_seen_by_the_next_decision_on_host_b() {
     let redis = RedisServer::start(false);

@@ -32,5 +32,6 @@ mod sandbox_faults;
 mod serve_faults;
 mod serve_protocol;
 mod simulate_cli;
+mod store_outage;
 mod unblock_limit;
 mod vectors;

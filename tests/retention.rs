@@ -206,3 +206,58 @@ fn quench_serve_sweeps_on_its_own_and_a_swept_sender_starts_afresh() {
         );
     }
 }
+
+/// `[audit] keep_days`: records older than the cut-off are deleted in batches, newer ones
+/// and everything with `keep_days = 0` stay.
+#[test]
+fn audit_retention_deletes_records_older_than_keep_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn StateStore> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let service = Service::new(default_policy(""), store.clone(), FailAction::Open);
+    let day = 86_400;
+    // 1,100 records 200 days old (more than one batch), 10 from yesterday.
+    for i in 0..1_100 {
+        service
+            .audit(
+                "admin",
+                "unblock",
+                None,
+                "ok",
+                &format!("old {i}"),
+                MONDAY_10AM - 200 * day,
+            )
+            .unwrap();
+    }
+    for i in 0..10 {
+        service
+            .audit(
+                "admin",
+                "unblock",
+                None,
+                "ok",
+                &format!("new {i}"),
+                MONDAY_10AM - day,
+            )
+            .unwrap();
+    }
+    assert_eq!(
+        retention::prune_audit(&service, 0, MONDAY_10AM, || true).unwrap(),
+        0
+    );
+    let mut batches = 0;
+    let pruned = retention::prune_audit(&service, 180, MONDAY_10AM, || {
+        batches += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(pruned, 1_100);
+    assert_eq!(
+        batches,
+        1,
+        "one pause between two batches of at most {}",
+        retention::AUDIT_PRUNE_BATCH
+    );
+    let left = store.audit(&quench_store::AuditQuery::default()).unwrap();
+    assert_eq!(left.len(), 10);
+    assert!(left.iter().all(|r| r.detail.starts_with("new ")));
+}

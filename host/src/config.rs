@@ -28,6 +28,27 @@ pub struct QuenchConfig {
     pub store: StoreConfig,
     /// The metrics endpoint's connection limits (issue 12).
     pub metrics: MetricsConfig,
+    /// The audit log's retention.
+    pub audit: AuditConfig,
+}
+
+/// The `[audit]` table. Changes on reload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Audit records older than this many days are deleted by the retention sweep
+    /// (`serve.sweep_interval_secs`); 0 keeps them forever. Default 180: what Microsoft
+    /// Purview Audit (Standard) keeps for Exchange admin actions, so an admin finds in quench
+    /// what they would find there, while the log stays bounded: restrictions and admin actions
+    /// are a few records a day, and refused anonymous requests are sampled (at most one record
+    /// per client address per minute), so 180 days is megabytes, not gigabytes.
+    pub keep_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { keep_days: 180 }
+    }
 }
 
 /// Which state store `quench serve` uses.

@@ -31,8 +31,17 @@ pub struct Metrics {
     /// Store failures answered with the store's `on_unavailable` action.
     pub store_errors: Counter,
     /// 1 while the state store is unavailable (the last operation on it failed as
-    /// unreachable or timed out), 0 once it answers again.
+    /// unreachable or timed out, or the store is degraded: keeping decisions in memory until
+    /// the disk or Redis takes writes again), 0 once it answers again.
     pub store_unavailable: Gauge,
+    /// What a degraded store holds only in memory, by kind (`states`, `restrictions`,
+    /// `unblocks`, `audit_records`): lost if the process dies now. 0 when healthy.
+    pub store_unsaved: Family<KindLabel, Gauge>,
+    /// Decisions by the trust boundary's verdict on who sent them (`user`, `relay`,
+    /// `connector`, `untrusted`, `skipped`); `untrusted` ones are answered DUNNO, not counted.
+    pub submissions: Family<KindLabel, Counter>,
+    /// Audit records deleted by the audit retention (`[audit] keep_days`).
+    pub audit_pruned: Counter,
     /// Malformed policy requests (connection closed), by error kind.
     pub protocol_errors: Family<KindLabel, Counter>,
     /// Open policy-service connections.
@@ -107,6 +116,24 @@ impl Default for Metrics {
             "store_unavailable",
             "1 while the state store is unreachable or timing out, 0 when it answers",
             store_unavailable.clone(),
+        );
+        let store_unsaved = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "store_unsaved",
+            "What a degraded store holds only in memory, by kind (lost if the process dies now)",
+            store_unsaved.clone(),
+        );
+        let submissions = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "submissions",
+            "Policy requests by who sent them (user, relay, connector; untrusted and skipped are not counted)",
+            submissions.clone(),
+        );
+        let audit_pruned = Counter::default();
+        registry.register(
+            "audit_pruned",
+            "Audit records deleted by the audit retention ([audit] keep_days)",
+            audit_pruned.clone(),
         );
         let protocol_errors = Family::<KindLabel, Counter>::default();
         registry.register(
@@ -184,6 +211,9 @@ impl Default for Metrics {
             policy_faults,
             store_errors,
             store_unavailable,
+            store_unsaved,
+            submissions,
+            audit_pruned,
             protocol_errors,
             connections,
         }

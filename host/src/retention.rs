@@ -11,6 +11,9 @@
 //! The sweep runs in the background (`quench serve` every `[serve] sweep_interval_secs`),
 //! never on the decision path. A policy fault on one state (a trap, the deadline) keeps that
 //! state and is counted; a store error ends the sweep, and the next one starts over.
+//!
+//! The audit log has its own retention, [`prune_audit`]: records older than `[audit]
+//! keep_days` are deleted, oldest first, in batches.
 
 use crate::bindings::Timestamp;
 use crate::service::Service;
@@ -93,6 +96,37 @@ pub fn sweep(
         match next {
             Some(next) if go_on => cursor = Some(next),
             _ => return Ok(total),
+        }
+    }
+}
+
+/// Audit records deleted per store call of the audit retention: small enough that one call
+/// is a short write transaction, large enough that a backlog of a year of sampled noise
+/// (hundreds of thousands of records) goes in a few hundred calls.
+pub const AUDIT_PRUNE_BATCH: usize = 1_000;
+
+/// Delete the audit records older than `keep_days` days before `now` (`keep_days` 0: keep
+/// everything), in batches of [`AUDIT_PRUNE_BATCH`]; between batches `keep_going` may pause
+/// and says whether to go on. Returns how many records were deleted.
+pub fn prune_audit(
+    service: &Service,
+    keep_days: u32,
+    now: Timestamp,
+    mut keep_going: impl FnMut() -> bool,
+) -> Result<u64> {
+    if keep_days == 0 {
+        return Ok(0);
+    }
+    let before = now - i64::from(keep_days) * 86_400;
+    let mut total = 0;
+    loop {
+        let removed = service
+            .store()
+            .prune_audit(before, AUDIT_PRUNE_BATCH)
+            .context("pruning the audit log")?;
+        total += removed;
+        if removed < AUDIT_PRUNE_BATCH as u64 || !keep_going() {
+            return Ok(total);
         }
     }
 }

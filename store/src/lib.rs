@@ -28,6 +28,8 @@ mod audit_filter;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod embedded;
+#[cfg(feature = "conformance")]
+pub mod full_disk;
 #[cfg(feature = "redis")]
 mod key_locks;
 mod memory;

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use quench_store::conformance::{counter, increment, record};
+use quench_store::full_disk::{Tmpfs, fill};
 use quench_store::{
     AuditQuery, Durability, EmbeddedStore, MemoryStore, ResilientStore, StateStore, Update,
 };
@@ -41,72 +42,6 @@ fn a_backend_that_cannot_open_at_start_is_a_clear_error() {
     let text = err.to_string();
     assert!(text.contains("first open"), "{text}");
     assert!(text.contains("already open"), "{text}");
-}
-
-/// A tmpfs mounted on a temporary directory; unmounted when dropped, also when the test
-/// fails.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (as `mount -o size=` spells it). Panics, never skips, when
-    /// it cannot: the test needs root.
-    fn mount(size: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            output.status.success(),
-            "cannot mount a tmpfs on {} ({}): the full-disk test needs root (it mounts a \
-             small tmpfs and fills it); run the tests as root",
-            dir.path().display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let status = Command::new("umount").arg(self.dir.path()).status();
-        if !matches!(status, Ok(s) if s.success()) {
-            // Still busy (a store not yet dropped after a panic): detach it.
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
-        }
-    }
-}
-
-/// Writes a file until the filesystem is full; returns its path.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut file = std::fs::File::create(&path).unwrap();
-    let chunk = vec![0xA5u8; 16 * 1024];
-    loop {
-        match file.write(&chunk) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(err) => {
-                assert_eq!(
-                    err.raw_os_error(),
-                    Some(28),
-                    "filling stopped with {err}, not ENOSPC"
-                );
-                break;
-            }
-        }
-    }
-    path
 }
 
 /// A restriction's state: a recognisable 600-byte blob naming the key (big enough that

@@ -13,6 +13,8 @@ pub struct QuenchServer {
     /// The data directory (kept across restarts).
     pub data_dir: PathBuf,
     config_path: PathBuf,
+    /// `--data-dir`: `data_dir/data` unless the test put it elsewhere (a small tmpfs).
+    store_dir: PathBuf,
     /// The policy service address.
     pub policy: SocketAddr,
     /// The metrics address.
@@ -33,7 +35,17 @@ impl QuenchServer {
         std::fs::create_dir_all(&data_dir).unwrap();
         let config_path = data_dir.join("quench.toml");
         std::fs::write(&config_path, config).unwrap();
-        Self::launch(data_dir, config_path, &[])
+        let store_dir = data_dir.join("data");
+        Self::launch(data_dir, config_path, store_dir, &[])
+    }
+
+    /// [`start`](Self::start) with `--data-dir store_dir` (e.g. on a filesystem the test
+    /// fills); the config and the log stay in the usual place.
+    pub fn start_with_data_dir(name: &str, config: &str, store_dir: &Path) -> Self {
+        let data_dir = Self::fresh_dir(name);
+        let config_path = data_dir.join("quench.toml");
+        std::fs::write(&config_path, config).unwrap();
+        Self::launch(data_dir, config_path, store_dir.to_path_buf(), &[])
     }
 
     /// [`start`](Self::start) under a wrapper command, e.g. `["prlimit", "--nofile=1024:1024"]`.
@@ -41,7 +53,8 @@ impl QuenchServer {
         let data_dir = Self::fresh_dir(name);
         let config_path = data_dir.join("quench.toml");
         std::fs::write(&config_path, config).unwrap();
-        Self::launch(data_dir, config_path, wrapper)
+        let store_dir = data_dir.join("data");
+        Self::launch(data_dir, config_path, store_dir, wrapper)
     }
 
     /// A fresh, empty data directory named after `name`.
@@ -56,7 +69,12 @@ impl QuenchServer {
         data_dir
     }
 
-    fn launch(data_dir: PathBuf, config_path: PathBuf, wrapper: &[&str]) -> Self {
+    fn launch(
+        data_dir: PathBuf,
+        config_path: PathBuf,
+        store_dir: PathBuf,
+        wrapper: &[&str],
+    ) -> Self {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
@@ -70,7 +88,7 @@ impl QuenchServer {
             .arg("--config")
             .arg(&config_path)
             .arg("--data-dir")
-            .arg(data_dir.join("data"))
+            .arg(&store_dir)
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--admin-listen", "127.0.0.1:0"])
             .env("QUENCH_LOG", "info")
@@ -112,6 +130,7 @@ impl QuenchServer {
             child: Some(child),
             data_dir,
             config_path,
+            store_dir,
             policy: policy.unwrap(),
             metrics: metrics.unwrap(),
             admin,
@@ -123,8 +142,9 @@ impl QuenchServer {
         self.kill9();
         let data_dir = self.data_dir.clone();
         let config_path = self.config_path.clone();
+        let store_dir = self.store_dir.clone();
         std::mem::forget(self);
-        Self::launch(data_dir, config_path, &[])
+        Self::launch(data_dir, config_path, store_dir, &[])
     }
 
     /// SIGKILL, no cleanup: what a crash looks like.

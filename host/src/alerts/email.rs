@@ -128,6 +128,14 @@ pub fn body(alert: &Alert) -> String {
         time = crate::time::format(alert.at),
     );
     let steps = match alert.entity.kind {
+        _ if super::operational::is_operational(alert) => {
+            "1. Read quench's log for the store error.\n\
+             2. Free the disk (or bring Redis back); nothing else is needed: quench retries the\n\
+             \x20  store and writes back what it kept in memory. quench_store_unavailable\n\
+             \x20  returns to 0 when it has.\n\
+             3. Avoid restarting quench until then: what is held in memory would be lost.\n"
+                .to_string()
+        }
         EntityKind::User => format!(
             "1. See whether and why it is restricted, and when that lifts:\n\
              \x20      quench blocked-sender get {id}\n\

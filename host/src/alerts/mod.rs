@@ -15,6 +15,7 @@ pub mod config;
 pub mod dispatcher;
 pub mod email;
 pub mod limit;
+pub mod operational;
 mod sink;
 pub mod stats;
 pub mod webhook;

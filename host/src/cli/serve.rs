@@ -9,7 +9,7 @@ use crate::serve::{Listeners, Parts, run, shutdown_signal};
 use crate::service::Service;
 use anyhow::{Context, Result};
 use clap::Args;
-use quench_store::{EmbeddedStore, RedisStore, StateStore};
+use quench_store::{EmbeddedStore, RedisOptions, RedisStore, ResilientStore, StateStore};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,6 +110,7 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
             live,
             reloader: Some(reloader),
             offload_decisions,
+            resilient: store.resilient,
         };
         run(listeners, parts, shutdown_signal()).await
     })?;
@@ -120,30 +121,63 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
 struct Opened {
     store: Arc<dyn StateStore>,
     check: Option<Result<(), quench_store::StoreError>>,
+    /// The same store as `store` when it is a [`ResilientStore`] (always, except a Redis that
+    /// did not answer at start), for the degraded-mode gauge, alert and shutdown report.
+    resilient: Option<Arc<ResilientStore>>,
 }
 
+/// Either backend runs under a [`ResilientStore`]: when the disk fills, the file breaks or
+/// Redis goes away, known restrictions stay enforced and counting goes on in memory (bounded)
+/// until the backend takes writes again (docs/operations.md, "Failure modes").
 fn open_store(config: &QuenchConfig) -> Result<Opened> {
     let data_dir = &config.serve.data_dir;
-    Ok(match config.store.backend {
-        StoreBackend::Embedded => Opened {
-            store: Arc::new(
-                EmbeddedStore::open(data_dir.join("state"))
+    match config.store.backend {
+        StoreBackend::Embedded => {
+            let dir = data_dir.join("state");
+            let factory: quench_store::Factory = Box::new(move || {
+                EmbeddedStore::open(&dir).map(|store| Box::new(store) as Box<dyn StateStore>)
+            });
+            let store = Arc::new(
+                ResilientStore::new(factory)
                     .with_context(|| format!("opening the store in {}", data_dir.display()))?,
-            ),
-            check: None,
-        },
-        StoreBackend::Redis => {
-            let options = config.store.redis_options();
-            let store = RedisStore::new(options.clone()).context("[store] url")?;
-            let check = store.ping();
-            if check.is_ok() {
-                tracing::info!(url = %redacted(&options.url), prefix = %options.key_prefix, "state in Redis (fleet mode)");
-            }
-            Opened {
-                store: Arc::new(store),
-                check: Some(check),
-            }
+            );
+            Ok(Opened {
+                store: store.clone(),
+                check: None,
+                resilient: Some(store),
+            })
         }
+        StoreBackend::Redis => open_redis(config.store.redis_options()),
+    }
+}
+
+fn open_redis(options: RedisOptions) -> Result<Opened> {
+    let probe = RedisStore::new(options.clone()).context("[store] url")?;
+    let check = probe.ping();
+    if let Err(error) = &check {
+        // Without a first read of the restricted index the in-memory fallback could not tell
+        // which entities are restricted, and writing its memory back later could overwrite
+        // them: serve on Redis directly (decisions get on_unavailable until it answers).
+        tracing::warn!(
+            %error,
+            "Redis did not answer at start: decisions get [store] on_unavailable until it does,              and the in-memory fallback for later outages is off until quench serve restarts"
+        );
+        return Ok(Opened {
+            store: Arc::new(probe),
+            check: Some(check),
+            resilient: None,
+        });
+    }
+    drop(probe);
+    tracing::info!(url = %redacted(&options.url), prefix = %options.key_prefix, "state in Redis (fleet mode)");
+    let factory: quench_store::Factory = Box::new(move || {
+        RedisStore::new(options.clone()).map(|store| Box::new(store) as Box<dyn StateStore>)
+    });
+    let store = Arc::new(ResilientStore::new(factory).context("opening the Redis store")?);
+    Ok(Opened {
+        store: store.clone(),
+        check: Some(check),
+        resilient: Some(store),
     })
 }
 

@@ -14,6 +14,7 @@ use crate::sandbox::SandboxError;
 use crate::service::Service;
 use anyhow::{Context, Result};
 use quench_postfix_policy::Limits;
+use quench_store::ResilientStore;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +104,9 @@ pub struct Parts {
     /// up the other connections on that worker. Local stores decide in microseconds, where
     /// the hand-off would cost more than the decision.
     pub offload_decisions: bool,
+    /// The store as a [`ResilientStore`], when it is one: watched after every flush for
+    /// degraded mode (gauge, alert, log) and asked at shutdown what could not be saved.
+    pub resilient: Option<Arc<ResilientStore>>,
 }
 
 /// Serve until `shutdown` completes, then drain and flush.
@@ -118,6 +122,7 @@ pub async fn run(
         live,
         reloader,
         offload_decisions,
+        resilient,
     } = parts;
     let alerts = live.alerts().clone();
     let shared = Arc::new(Shared {
@@ -166,6 +171,12 @@ pub async fn run(
     }
     background.spawn(flush_periodically(
         service.clone(),
+        StoreWatch {
+            resilient: resilient.clone(),
+            metrics: metrics.clone(),
+            live: live.clone(),
+            degraded: false,
+        },
         Duration::from_millis(config.flush_interval_ms.max(1)),
         stop_rx.clone(),
     ));
@@ -174,6 +185,7 @@ pub async fn run(
         background.spawn(sweep_periodically(
             service.clone(),
             metrics.clone(),
+            live.clone(),
             Duration::from_secs(config.sweep_interval_secs),
             config.sweep_page_size.max(1),
             stop_rx.clone(),
@@ -245,12 +257,86 @@ pub async fn run(
         tracing::warn!("some alerts were not delivered before shutdown");
     }
     let store = service.store().clone();
-    tokio::task::spawn_blocking(move || store.flush())
+    let flushed = tokio::task::spawn_blocking(move || store.flush())
         .await
-        .context("flush task")?
-        .context("flushing the store at shutdown")?;
+        .context("flush task")?;
+    match (&resilient, flushed) {
+        // Degraded: the flush already retried the store; say what dies with the process
+        // instead of failing the exit (there is nothing left to do about it).
+        (Some(resilient), _) if resilient.degraded() => {
+            let unsaved = resilient.unsaved();
+            tracing::error!(
+                states = unsaved.states,
+                restrictions = unsaved.restrictions,
+                unblocks = unsaved.unblocks,
+                audit_records = unsaved.audit_records,
+                dropped_states = unsaved.dropped_states,
+                dropped_audit_records = unsaved.dropped_audit_records,
+                "stopped with the store still not taking writes: these were held only in memory \
+                 and are lost (restricted entities that were already stored stay restricted)"
+            );
+        }
+        (_, flushed) => flushed.context("flushing the store at shutdown")?,
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What the flush loop watches besides flushing: a [`ResilientStore`]'s degraded mode.
+struct StoreWatch {
+    resilient: Option<Arc<ResilientStore>>,
+    metrics: Arc<Metrics>,
+    live: Arc<Live>,
+    /// Degraded at the last check.
+    degraded: bool,
+}
+
+impl StoreWatch {
+    /// After a flush: show degraded mode on `quench_store_unavailable` and
+    /// `quench_store_unsaved`, and log and alert when it starts and ends.
+    fn check(&mut self, service: &Service) {
+        let Some(resilient) = &self.resilient else {
+            return;
+        };
+        let degraded = resilient.degraded();
+        let unsaved = resilient.unsaved();
+        for (kind, n) in [
+            ("states", unsaved.states),
+            ("restrictions", unsaved.restrictions),
+            ("unblocks", unsaved.unblocks),
+            ("audit_records", unsaved.audit_records),
+        ] {
+            self.metrics
+                .store_unsaved
+                .get_or_create(&KindLabel { kind })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        match (self.degraded, degraded) {
+            (false, true) => {
+                self.metrics.store_unavailable.set(1);
+                tracing::error!(
+                    states = unsaved.states,
+                    audit_records = unsaved.audit_records,
+                    "the store stopped taking writes; enforcing from memory (restricted entities \
+                     stay refused, counting goes on in memory) and retrying the store with backoff"
+                );
+                let alert =
+                    crate::alerts::operational::store_unavailable(crate::time::now(), &unsaved);
+                self.live.alerts().submit(&alert);
+            }
+            (true, false) => {
+                if !service.store_unavailable() {
+                    self.metrics.store_unavailable.set(0);
+                }
+                tracing::info!("the store takes writes again; what was kept in memory is written");
+            }
+            (true, true) => {
+                self.metrics.store_unavailable.set(1);
+            }
+            (false, false) => {}
+        }
+        self.degraded = degraded;
+    }
 }
 
 /// A ticker for periodic background work: the first tick at once, and a late tick delays
@@ -271,6 +357,7 @@ async fn next_tick(ticker: &mut tokio::time::Interval, stop: &mut watch::Receive
 
 async fn flush_periodically(
     service: Arc<Service>,
+    mut watch: StoreWatch,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -282,6 +369,7 @@ async fn flush_periodically(
             Ok(Err(error)) => tracing::warn!(%error, "periodic flush failed"),
             Err(error) => tracing::warn!(%error, "periodic flush task failed"),
         }
+        watch.check(&service);
     }
 }
 
@@ -295,6 +383,7 @@ const SWEEP_PAUSE: Duration = Duration::from_millis(5);
 async fn sweep_periodically(
     service: Arc<Service>,
     metrics: Arc<Metrics>,
+    live: Arc<Live>,
     every: Duration,
     page_size: usize,
     mut stop: watch::Receiver<bool>,
@@ -302,7 +391,23 @@ async fn sweep_periodically(
     let mut ticker = ticker(every);
     while next_tick(&mut ticker, &mut stop).await {
         let (service, metrics, stop) = (service.clone(), metrics.clone(), stop.clone());
+        let keep_days = live.config().audit.keep_days;
         let swept = tokio::task::spawn_blocking(move || {
+            let prune_stop = stop.clone();
+            let keep_going = || {
+                std::thread::sleep(SWEEP_PAUSE);
+                !*prune_stop.borrow()
+            };
+            match retention::prune_audit(&service, keep_days, crate::time::now(), keep_going) {
+                Ok(0) => {}
+                Ok(pruned) => {
+                    metrics.audit_pruned.inc_by(pruned);
+                    tracing::info!(pruned, keep_days, "audit retention");
+                }
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "audit retention failed")
+                }
+            }
             let swept = retention::sweep(&service, page_size, crate::time::now(), |page| {
                 for (kind, n) in [
                     ("examined", page.examined),
