@@ -33,5 +33,6 @@ mod serve_faults;
 mod serve_protocol;
 mod simulate_cli;
 mod store_outage;
+mod trust_boundary;
 mod unblock_limit;
 mod vectors;

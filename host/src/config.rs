@@ -4,6 +4,7 @@
 
 use crate::sandbox::{FailAction, SandboxLimits};
 use anyhow::{Context, Result, bail};
+use ipnet::IpNet;
 use quench_store::RedisOptions;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -224,6 +225,17 @@ pub struct ServeConfig {
     /// Changes on reload.
     pub write_timeout_secs: u64,
     // ---- end of issue 12 block ----
+    /// The trust boundary (issue 11): networks whose unauthenticated clients are counted, as
+    /// relays, by their envelope sender (in the `relay:` key space, never a SASL user's).
+    /// Default `["127.0.0.0/8", "::1/128"]`: applications on the mail host itself (a web
+    /// form, cron mail) submit through loopback without logging in. Anything else that did
+    /// not authenticate and is no connector of the policy (inbound mail from the internet, a
+    /// forged MAIL FROM) is answered DUNNO and never counted. Changes on reload.
+    pub trusted_networks: Vec<IpNet>,
+    /// The domain a bare SASL login (`alice`) belongs to, so `alice` and `alice@contoso.com`
+    /// are one entity. Off by default (a bare login stays a bare entity): only the operator
+    /// knows which domain the SASL backend's bare names mean. Changes on reload.
+    pub sasl_default_domain: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -243,6 +255,11 @@ impl Default for ServeConfig {
             sweep_page_size: 256,
             // issue 12 (admin/limits)
             write_timeout_secs: 10,
+            trusted_networks: ["127.0.0.0/8", "::1/128"]
+                .iter()
+                .map(|net| net.parse().expect("a valid network"))
+                .collect(),
+            sasl_default_domain: None,
         }
     }
 }

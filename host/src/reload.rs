@@ -144,8 +144,10 @@ impl Reloader {
 
 /// The `[serve]` keys that take effect on reload; every other `[serve]` key (including ones
 /// added later) needs a restart, and a reload that changes one is refused.
-pub const LIVE_SERVE_KEYS: [&str; 5] = [
+pub const LIVE_SERVE_KEYS: [&str; 7] = [
     "policy",
+    "trusted_networks",
+    "sasl_default_domain",
     "idle_timeout_secs",
     "request_timeout_secs",
     "write_timeout_secs",

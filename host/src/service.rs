@@ -4,8 +4,8 @@
 //! the same audit trail.
 
 use crate::bindings::{
-    Decision, Entity, EntityKind, Restriction, RestrictionChange, Role, Submission, Timestamp,
-    UnblockError, UnblockGranted, UnblockRequest,
+    Action, Decision, Entity, EntityKind, Restriction, RestrictionChange, Role, Submission,
+    Timestamp, UnblockError, UnblockGranted, UnblockRequest,
 };
 use crate::normalize;
 use crate::sandbox::{FailAction, Sandbox, SandboxError};
@@ -93,6 +93,8 @@ struct StoreHealth {
     last_logged: Mutex<Option<Instant>>,
     /// 1 while down, 0 otherwise (a metrics gauge, when one is attached).
     gauge: Gauge,
+    /// A decision found the store degraded since [`Service::take_degraded_seen`] last asked.
+    degraded_seen: AtomicBool,
 }
 
 /// A decision's leave to use the store; while the store is down, the one probe in flight.
@@ -208,6 +210,12 @@ impl Service {
         self.health.down.load(Ordering::Relaxed)
     }
 
+    /// Whether a decision found the store degraded (deciding from memory) since the last
+    /// call: an outage shorter than the flush interval is still reported.
+    pub fn take_degraded_seen(&self) -> bool {
+        self.health.degraded_seen.swap(false, Ordering::Relaxed)
+    }
+
     /// Note the outcome of a store operation made outside this service (e.g. a startup
     /// check), for the logs and the gauge.
     pub fn observe_store<T>(&self, result: &Result<T, StoreError>) {
@@ -265,9 +273,26 @@ impl Service {
                 ))),
             };
         };
+        // Degraded store (deciding from memory) and `on_unavailable = closed`: known
+        // restrictions still refuse, but what the policy would accept is deferred, and not
+        // counted (the client's retry will be). Asked inside the update: the update that finds
+        // the backend down switches the store to degraded before it decides from memory.
+        let closed = self.on_unavailable == FailAction::Closed;
+        let mut deferred = false;
         let mut decided = None;
         let stored = self.store.update(&key, &mut |state| {
             let outcome = policy.sandbox.decide(state, submission, now);
+            if closed && outcome.decision.verdict.action == Action::Accept && self.store.degraded()
+            {
+                deferred = true;
+                decided = Some(outcome);
+                return Update {
+                    state: None,
+                    durability: Durability::Lazy,
+                    restricted: None,
+                };
+            }
+            deferred = false;
             let change = outcome.decision.change;
             let update = Update {
                 // A failed call keeps the stored state as it was.
@@ -289,7 +314,19 @@ impl Service {
             update
         });
         self.health.observe(&stored, self.on_unavailable);
+        if self.store.degraded() {
+            // At once, not at the next flush (which also sets it back when the store recovers).
+            self.health.gauge.set(1);
+            self.health.degraded_seen.store(true, Ordering::Relaxed);
+        }
         match (stored, decided) {
+            (Ok(()), Some(_)) if deferred => Outcome {
+                decision: FailAction::Closed.decision(&[]),
+                fault: None,
+                store_error: Some(StoreError::Unavailable(anyhow::anyhow!(
+                    "the store is degraded (deciding from memory) and on_unavailable is closed"
+                ))),
+            },
             (Ok(()), Some(outcome)) => {
                 if matches!(
                     outcome.decision.change,

@@ -155,6 +155,13 @@ pub trait StateStore: Send + Sync {
     /// Make every lazy write durable.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Whether the store is answering from memory because its backend cannot be written
+    /// (a [`ResilientStore`] in degraded mode): updates succeed but are not durable. Plain
+    /// backends are never degraded; they fail instead.
+    fn degraded(&self) -> bool {
+        false
+    }
+
     /// How many entities have stored state.
     fn entity_count(&self) -> Result<u64, StoreError>;
 

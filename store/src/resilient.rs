@@ -507,6 +507,10 @@ fn is_enforcement(record: &AuditRecord) -> bool {
 }
 
 impl StateStore for ResilientStore {
+    fn degraded(&self) -> bool {
+        ResilientStore::degraded(self)
+    }
+
     fn update(&self, key: &str, decide: &mut dyn FnMut(&[u8]) -> Update) -> Result<(), StoreError> {
         let _gate = self.gate();
         let _key = self.key_lock(key);

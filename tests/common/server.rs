@@ -284,12 +284,34 @@ impl PolicyClient {
         self.read_answer()
     }
 
-    /// An RCPT-stage request from `sender` to `recipient` in message `instance`.
+    /// An RCPT-stage request of the SASL user `sender` (authenticated, from outside the
+    /// trusted networks, envelope sender = login) to `recipient` in message `instance`.
     pub fn rcpt(&mut self, sender: &str, recipient: &str, instance: &str) -> Option<String> {
         self.ask(&[
             ("protocol_state", "RCPT"),
             ("protocol_name", "ESMTP"),
             ("client_address", "192.0.2.10"),
+            ("sasl_method", "PLAIN"),
+            ("sasl_username", sender),
+            ("sender", sender),
+            ("recipient", recipient),
+            ("instance", instance),
+        ])
+    }
+
+    /// An RCPT-stage request of an unauthenticated client at `client_address` with envelope
+    /// sender `sender`.
+    pub fn rcpt_unauthenticated(
+        &mut self,
+        client_address: &str,
+        sender: &str,
+        recipient: &str,
+        instance: &str,
+    ) -> Option<String> {
+        self.ask(&[
+            ("protocol_state", "RCPT"),
+            ("protocol_name", "ESMTP"),
+            ("client_address", client_address),
             ("sender", sender),
             ("recipient", recipient),
             ("instance", instance),

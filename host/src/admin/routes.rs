@@ -118,6 +118,9 @@ impl AdminApi {
                 "/v1/blocked-connectors/{id}/unblock",
                 post(unblock_connector),
             )
+            .route("/v1/blocked-relays", get(list_relays))
+            .route("/v1/blocked-relays/{address}", get(get_relay))
+            .route("/v1/blocked-relays/{address}/unblock", post(unblock_relay))
             .route("/v1/audit", get(list_audit))
             .route("/v1/policy", get(policy_info))
             .route("/v1/policy/reload", post(reload_policy))
@@ -474,6 +477,38 @@ async fn list_connectors(
         |svc, _, now| list(svc, EntityKind::Connector, now),
     )
     .await
+}
+
+async fn list_relays(
+    State(s): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    call(
+        s,
+        caller,
+        "list-blocked-relays",
+        None,
+        Need::Read,
+        |svc, _, now| list(svc, EntityKind::Relay, now),
+    )
+    .await
+}
+
+async fn get_relay(
+    State(s): State<Arc<AdminState>>,
+    Path(address): Path<String>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    get_one(s, caller, Entity::relay(&address), "get-blocked-relay").await
+}
+
+async fn unblock_relay(
+    State(s): State<Arc<AdminState>>,
+    Path(address): Path<String>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<UnblockBody>, JsonRejection>,
+) -> Response {
+    unblock_one(s, caller, Entity::relay(&address), body).await
 }
 
 async fn get_sender(

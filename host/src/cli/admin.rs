@@ -28,7 +28,7 @@ pub(crate) struct ApiArgs {
     json: bool,
 }
 
-/// `quench blocked-sender ...` and `quench blocked-connector ...`.
+/// `quench blocked-sender ...`, `quench blocked-connector ...` and `quench blocked-relay ...`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum BlockedCommand {
     /// List restricted entities (Get-BlockedSenderAddress).
@@ -89,6 +89,7 @@ pub(crate) enum AdminCommand {
 pub(crate) enum Collection {
     Senders,
     Connectors,
+    Relays,
 }
 
 impl Collection {
@@ -96,6 +97,7 @@ impl Collection {
         match self {
             Collection::Senders => "blocked-senders",
             Collection::Connectors => "blocked-connectors",
+            Collection::Relays => "blocked-relays",
         }
     }
 }

@@ -37,6 +37,10 @@ enum Command {
     /// Restricted connectors: list, get, remove (unblock). Talks to the admin API.
     #[command(subcommand)]
     BlockedConnector(admin::BlockedCommand),
+    /// Restricted relayed senders (unauthenticated clients on trusted networks): list, get,
+    /// remove (unblock). Talks to the admin API.
+    #[command(subcommand)]
+    BlockedRelay(admin::BlockedCommand),
     /// The audit log of admin actions and restrictions.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
@@ -91,6 +95,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::BlockedConnector(command) => {
             admin::run_blocked(admin::Collection::Connectors, command)
         }
+        Command::BlockedRelay(command) => admin::run_blocked(admin::Collection::Relays, command),
         Command::Audit(command) => admin::run_audit(command),
         Command::Admin(command) => admin::run_admin(command),
         Command::Simulate {

@@ -77,11 +77,12 @@ impl Traffic {
             out,
             "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n\
              client_address=192.0.2.{}\nhelo_name=client.example\n\
-             sender=user{}@{INTERNAL_DOMAIN}\nrecipient=r{recipient}@{recipient_domain}\n\
+             sasl_method=PLAIN\nsasl_username=user{sender}@{INTERNAL_DOMAIN}\n\
+             sender=user{sender}@{INTERNAL_DOMAIN}\nrecipient=r{recipient}@{recipient_domain}\n\
              instance={connection:x}.{:x}\nsize=4096\n\n",
             connection % 250 + 1,
-            self.sender,
-            self.message
+            self.message,
+            sender = self.sender,
         );
     }
 }

@@ -90,10 +90,28 @@ pub(super) async fn serve(
 async fn decide(shared: &Arc<Shared>, request: Request) -> Action {
     let started = Instant::now();
     let policy = shared.service.policy();
-    let submission = match mapping::submission(&request, &policy) {
+    let config = shared.live.config();
+    let submission = match mapping::submission(&request, &policy, &config.serve) {
         Ok(submission) => submission,
-        Err(Skip::NotRcpt | Skip::NullSender) => return Action::dunno(),
+        Err(skip) => {
+            Metrics::count(&shared.metrics.submissions, skip.label());
+            match skip {
+                Skip::NotPolicyRequest => tracing::debug!(
+                    request = ?request.request,
+                    "not an smtpd_access_policy request; answering DUNNO"
+                ),
+                Skip::Untrusted => tracing::debug!(
+                    client = %request.client_address,
+                    sender = %request.sender,
+                    "unauthenticated client outside trusted_networks; not counted"
+                ),
+                Skip::NotRcpt | Skip::NullSender => {}
+            }
+            return Action::dunno();
+        }
     };
+    drop(config);
+    Metrics::count(&shared.metrics.submissions, submission.entity.kind.name());
     // Local stores: decided on this worker thread; a decision takes microseconds, and handing
     // it to another thread cost several times the decision itself in context switches
     // (measured with perf; see BENCHMARKS.md). Network stores: on the blocking pool, so a

@@ -298,7 +298,9 @@ impl StoreWatch {
         let Some(resilient) = &self.resilient else {
             return;
         };
-        let degraded = resilient.degraded();
+        let now_degraded = resilient.degraded();
+        // Also an outage that began and ended between two checks: the alert must not be lost.
+        let seen = service.take_degraded_seen() || now_degraded;
         let unsaved = resilient.unsaved();
         for (kind, n) in [
             ("states", unsaved.states),
@@ -311,9 +313,12 @@ impl StoreWatch {
                 .get_or_create(&KindLabel { kind })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        match (self.degraded, degraded) {
-            (false, true) => {
-                self.metrics.store_unavailable.set(1);
+        // Decisions set it at once when they find the store degraded; this also sets it back.
+        self.metrics
+            .store_unavailable
+            .set(i64::from(now_degraded || service.store_unavailable()));
+        if !self.degraded && seen {
+            {
                 tracing::error!(
                     states = unsaved.states,
                     audit_records = unsaved.audit_records,
@@ -324,18 +329,12 @@ impl StoreWatch {
                     crate::alerts::operational::store_unavailable(crate::time::now(), &unsaved);
                 self.live.alerts().submit(&alert);
             }
-            (true, false) => {
-                if !service.store_unavailable() {
-                    self.metrics.store_unavailable.set(0);
-                }
-                tracing::info!("the store takes writes again; what was kept in memory is written");
-            }
-            (true, true) => {
-                self.metrics.store_unavailable.set(1);
-            }
-            (false, false) => {}
+            self.degraded = true;
         }
-        self.degraded = degraded;
+        if self.degraded && !now_degraded {
+            tracing::info!("the store takes writes again; what was kept in memory is written");
+            self.degraded = false;
+        }
     }
 }
 
