@@ -83,14 +83,46 @@ mod tests {
     #[test]
     fn normalisation_table() {
         for (raw, norm, dom) in [
-            ("alice@contoso.com", "alice@contoso.com", Some("contoso.com")),
-            ("  Alice@Contoso.COM ", "alice@contoso.com", Some("contoso.com")),
-            ("<ALICE@CONTOSO.COM>", "alice@contoso.com", Some("contoso.com")),
-            ("< alice@contoso.com >", "alice@contoso.com", Some("contoso.com")),
-            ("Alice <alice@contoso.com>", "alice@contoso.com", Some("contoso.com")),
-            ("alice@contoso.com.", "alice@contoso.com", Some("contoso.com")),
-            ("<alice@contoso.com.>", "alice@contoso.com", Some("contoso.com")),
-            ("@a,@b:bob@fabrikam.com", "@a,@b:bob@fabrikam.com", Some("fabrikam.com")),
+            (
+                "alice@contoso.com",
+                "alice@contoso.com",
+                Some("contoso.com"),
+            ),
+            (
+                "  Alice@Contoso.COM ",
+                "alice@contoso.com",
+                Some("contoso.com"),
+            ),
+            (
+                "<ALICE@CONTOSO.COM>",
+                "alice@contoso.com",
+                Some("contoso.com"),
+            ),
+            (
+                "< alice@contoso.com >",
+                "alice@contoso.com",
+                Some("contoso.com"),
+            ),
+            (
+                "Alice <alice@contoso.com>",
+                "alice@contoso.com",
+                Some("contoso.com"),
+            ),
+            (
+                "alice@contoso.com.",
+                "alice@contoso.com",
+                Some("contoso.com"),
+            ),
+            (
+                "<alice@contoso.com.>",
+                "alice@contoso.com",
+                Some("contoso.com"),
+            ),
+            (
+                "@a,@b:bob@fabrikam.com",
+                "@a,@b:bob@fabrikam.com",
+                Some("fabrikam.com"),
+            ),
             ("no-at-sign", "no-at-sign", None),
             ("trailing@", "trailing@", None),
             ("@leading", "@leading", None),
@@ -124,7 +156,10 @@ mod tests {
     #[test]
     fn logins_take_the_default_domain() {
         assert_eq!(login("Alice", Some("Contoso.com.")), "alice@contoso.com");
-        assert_eq!(login("alice@contoso.com", Some("other.example")), "alice@contoso.com");
+        assert_eq!(
+            login("alice@contoso.com", Some("other.example")),
+            "alice@contoso.com"
+        );
         assert_eq!(login("alice", None), "alice");
         assert_eq!(login("  ", Some("contoso.com")), "");
     }

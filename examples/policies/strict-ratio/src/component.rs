@@ -48,7 +48,9 @@ fn restriction(policy: &crate::Policy, entity: w::Entity, r: Restricted) -> w::R
 
 fn refusal(entity: &w::Entity) -> w::SmtpReply {
     let (status, text) = match entity.kind {
-        w::EntityKind::User | w::EntityKind::Relay => ("5.1.8", "Access denied, bad outbound sender"),
+        w::EntityKind::User | w::EntityKind::Relay => {
+            ("5.1.8", "Access denied, bad outbound sender")
+        }
         w::EntityKind::Connector => ("5.7.711", "Access denied, bad inbound connector"),
     };
     w::SmtpReply {
