@@ -2,6 +2,11 @@
 //! every call under a deadline and a memory cap. A policy that traps, loops or bloats costs
 //! the one call; its instance is dropped and the next call gets a fresh one.
 //!
+//! A component may implement the current contract, `quench:policy@0.2.0`, or the previous one,
+//! 0.1.0 ([`ContractVersion`], read from the interface it exports). Either way the sandbox
+//! speaks 0.2.0 types to its callers; a 0.1.0 policy's calls go through `compat.rs`, which
+//! converts (a relay entity reaches it as a user; results about that entity name the relay).
+//!
 //! ```no_run
 //! use quench::sandbox::{PolicySource, Sandbox};
 //! use quench::{Entity, Submission};
