@@ -23,6 +23,7 @@ mod bounce;
 mod code_cache;
 mod component_contract;
 mod conformance_kit;
+mod contract_compat;
 mod fleet;
 mod postfix_e2e;
 mod postfix_harness;

@@ -227,6 +227,7 @@ fn another_state_format_needs_an_explicit_reset() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["reset_state"], true);
     assert_eq!(body["state_format"], "quench-misbehaving/1");
+    assert_eq!(body["contract"], "0.2.0");
     // The fixture accepts everything; the old restriction is gone with the old state.
     assert_eq!(
         client

@@ -16,7 +16,7 @@
 
 pub mod types;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod component;
 
 /// Address normalisation: the `quench-address` crate the host uses too (one set of rules).

@@ -4,6 +4,11 @@
 //! the same types the policy returns, so nothing is translated twice. They derive serde so
 //! restriction records and decisions can be stored and served as JSON (enum cases keep their
 //! PascalCase names, the spelling Exchange admins know: `BlockUser`, `SecurityAdministrator`).
+//!
+//! These are the bindings of the current contract, `quench:policy@0.2.0` (`wit/policy.wit`).
+//! [`v0_1`] binds the previous one, which hosts still load, and converts its types to these.
+
+pub(crate) mod v0_1;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -16,6 +21,9 @@ pub use exports::quench::policy::policy::{
     Evidence, Restriction, RestrictionChange, RestrictionKind, Role, Severity, SmtpReply,
     Submission, UnblockError, UnblockGranted, UnblockLimitReached, UnblockRequest, Verdict,
 };
+
+/// The interface a policy of this contract version exports.
+pub(crate) const INTERFACE: &str = "quench:policy/policy@0.2.0";
 
 /// Seconds since the Unix epoch, UTC: the contract's `timestamp`.
 pub type Timestamp = i64;

@@ -77,6 +77,8 @@ pub struct Swapped {
     pub previous: String,
     /// SHA-256 of the component now in force.
     pub current: String,
+    /// The contract version the new policy implements.
+    pub contract: crate::sandbox::ContractVersion,
     /// The state format the new policy writes.
     pub state_format: String,
     /// Whether every entity's state was reset (the formats differed).
@@ -554,12 +556,13 @@ pub fn swap(service: &Service, next: Sandbox, reset_state: bool) -> Result<Swapp
     let swapped = Swapped {
         previous: running.sandbox.component_hash().to_string(),
         current: next.component_hash().to_string(),
+        contract: next.contract_version(),
         state_format: new.to_string(),
         reset_state: formats_differ,
         settings: Vec::new(),
     };
     service.replace_policy(next);
-    tracing::info!(previous = %swapped.previous, current = %swapped.current, state_format = %swapped.state_format, reset = swapped.reset_state, "policy reloaded");
+    tracing::info!(previous = %swapped.previous, current = %swapped.current, contract = %swapped.contract, state_format = %swapped.state_format, reset = swapped.reset_state, "policy reloaded");
     Ok(swapped)
 }
 

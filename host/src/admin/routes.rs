@@ -697,6 +697,7 @@ async fn policy_info(
         Reply::ok(
             json!({
                 "component_sha256": policy.sandbox.component_hash(),
+                "contract": policy.sandbox.contract_version(),
                 "state_format": policy.sandbox.state_format(),
                 "connectors": policy.sandbox.connectors().iter().map(|c| &c.id).collect::<Vec<_>>(),
             }),

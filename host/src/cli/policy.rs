@@ -60,6 +60,7 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
             let config = load_config(config.as_ref())?;
             let sandbox = sandbox_for(&config, file)?;
             println!("sha256:       {}", sandbox.component_hash());
+            println!("contract:     {}", sandbox.contract_version());
             println!("state format: {}", sandbox.state_format());
             println!("connectors:   {}", sandbox.connectors().len());
             for connector in sandbox.connectors() {

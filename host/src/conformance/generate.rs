@@ -1,6 +1,6 @@
 //! Reproducible hostile inputs: submissions, state bytes and clocks from a seeded ChaCha
 //! generator. Empty and huge recipient lists, malformed and unicode addresses, control
-//! characters, message-id continuations, a clock that jumps, stalls and runs backwards,
+//! characters, relays next to users of the same address, message-id continuations, a clock that jumps, stalls and runs backwards,
 //! and state that is empty, the policy's own, truncated, bit-flipped or random.
 
 use crate::{Entity, EntityKind, Submission, Timestamp};
@@ -165,7 +165,10 @@ impl Generator {
 
     fn entity(&mut self) -> Entity {
         match self.rng.random_range(0..20) {
-            0..15 => Entity::user(USERS[self.rng.random_range(0..USERS.len())]),
+            0..14 => Entity::user(USERS[self.rng.random_range(0..USERS.len())]),
+            // A relay with a user's address: its own entity (and, for a 0.1.0 policy, shown
+            // to it as that user, yet its results must name the relay).
+            14 => Entity::relay(USERS[self.rng.random_range(0..USERS.len())]),
             15..17 => Entity::connector("relay-1"),
             17 => Entity {
                 kind: EntityKind::User,

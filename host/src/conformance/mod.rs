@@ -3,7 +3,7 @@
 //!
 //! | id                 | verifies                                                                 |
 //! |--------------------|--------------------------------------------------------------------------|
-//! | `contract`         | imports nothing; exports `quench:policy/policy@0.2.0` with every function |
+//! | `contract`         | imports nothing; exports `quench:policy/policy@0.2.0` (or `@0.1.0`) with every function |
 //! | `config-errors`    | bad config (unknown key, unknown table, TOML syntax) is refused readably  |
 //! | `total`            | `evaluate` answers every generated submission, validly, in time          |
 //! | `deterministic`    | the same inputs give the same outputs, warm instance or fresh            |
@@ -79,7 +79,7 @@ impl KitOptions {
 const CHECKS: &[(&str, &str)] = &[
     (
         "contract",
-        "imports nothing; exports quench:policy/policy@0.2.0 with every function",
+        "imports nothing; exports quench:policy/policy@0.2.0 (or @0.1.0) with every function",
     ),
     (
         "config-errors",
@@ -166,6 +166,7 @@ pub fn run(options: &KitOptions) -> Report {
     let mut report = Report {
         component: name,
         sha256: String::new(),
+        contract: None,
         state_format: None,
         seed: options.seed,
         cases: options.cases,
@@ -200,13 +201,17 @@ pub fn run(options: &KitOptions) -> Report {
             Ok(Loaded { warm, fresh })
         })
         .map_err(|e| format!("the policy did not load with the given config: {e:#}"));
+    let (contract_finding, contract_version) = contract::inspect(&bytes);
+    report.contract = contract_version;
     if let Ok(loaded) = &loaded {
         report.state_format = Some(loaded.warm.state_format().to_string());
+        report.contract = Some(loaded.warm.contract_version());
     }
 
+    let mut contract_finding = Some(contract_finding);
     for (id, title) in CHECKS {
         let finding = match *id {
-            "contract" => contract::check(&bytes),
+            "contract" => contract_finding.take().expect("one contract check"),
             "config-errors" => config_errors::check(&subject),
             _ => match &loaded {
                 Err(why) => Finding::fail(why.clone()),

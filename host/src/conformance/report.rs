@@ -79,6 +79,8 @@ pub struct Report {
     pub component: String,
     /// Its SHA-256, hex.
     pub sha256: String,
+    /// The contract version it implements (`0.2.0`, `0.1.0`), when that could be told.
+    pub contract: Option<crate::sandbox::ContractVersion>,
     /// Its state format, when it loaded.
     pub state_format: Option<String>,
     /// The generator's seed: the same seed replays the same submissions.
@@ -115,8 +117,10 @@ impl fmt::Display for Report {
         writeln!(f, "quench policy check: {}", self.component)?;
         writeln!(
             f,
-            "  sha256 {}, state format {}, seed {}, {} generated submissions per check",
+            "  sha256 {}, contract {}, state format {}, seed {}, {} generated submissions per check",
             self.sha256,
+            self.contract
+                .map_or("(none this host loads)".to_string(), |v| v.to_string()),
             self.state_format.as_deref().unwrap_or("(did not load)"),
             self.seed,
             self.cases

@@ -2,6 +2,11 @@
 //! every call under a deadline and a memory cap. A policy that traps, loops or bloats costs
 //! the one call; its instance is dropped and the next call gets a fresh one.
 //!
+//! A component may implement the current contract, `quench:policy@0.2.0`, or the previous one,
+//! 0.1.0 ([`ContractVersion`], read from the interface it exports). Either way the sandbox
+//! speaks 0.2.0 types to its callers; a 0.1.0 policy's calls go through `compat.rs`, which
+//! converts (a relay entity reaches it as a user; results about that entity name the relay).
+//!
 //! ```no_run
 //! use quench::sandbox::{PolicySource, Sandbox};
 //! use quench::{Entity, Submission};
@@ -21,6 +26,7 @@
 //! # anyhow::Ok(())
 //! ```
 
+mod compat;
 mod compile;
 mod epoch;
 pub mod limits;
@@ -28,15 +34,16 @@ mod pool;
 
 pub use compile::{Allocation, cache_path, component_hash};
 pub use limits::{FailAction, SandboxLimits};
+pub use pool::ContractVersion;
 
 use crate::bindings::{
     Action, BounceRequest, ConfigError, ConnectorSpec, Decision, Entity, Restriction,
     RestrictionChange, RestrictionPolicyPre, SmtpReply, Submission, Timestamp, UnblockError,
-    UnblockGranted, UnblockRequest, Verdict,
+    UnblockGranted, UnblockRequest, Verdict, v0_1,
 };
 use anyhow::{Context, Result};
 use epoch::EpochTicker;
-use pool::{Instance, Pool};
+use pool::{Bindings, Instance, Pool};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::{Component, Linker};
@@ -117,10 +124,18 @@ pub struct Decided {
     pub fault: Option<SandboxError>,
 }
 
+/// A component linked against the contract version it exports, ready to instantiate.
+enum Pre {
+    /// `quench:policy@0.2.0` (or a semver-compatible 0.2.x): the current bindings.
+    V0_2(RestrictionPolicyPre<pool::StoreData>),
+    /// `quench:policy@0.1.0`: the previous contract's bindings, converted in `compat`.
+    V0_1(v0_1::RestrictionPolicyPre<pool::StoreData>),
+}
+
 /// A loaded policy: compiled code, configuration and ready instances.
 pub struct Sandbox {
     engine: wasmtime::Engine,
-    pre: RestrictionPolicyPre<pool::StoreData>,
+    pre: Pre,
     config: String,
     limits: SandboxLimits,
     pool: Pool,
@@ -201,8 +216,16 @@ impl Sandbox {
         let instance_pre = linker
             .instantiate_pre(&component)
             .wasm_context("linking the policy (a policy may import nothing)")?;
-        let pre = RestrictionPolicyPre::new(instance_pre)
-            .wasm_context("the component does not export the quench:policy world")?;
+        let pre = match ContractVersion::exported_by(&engine, &component)? {
+            ContractVersion::V0_2 => Pre::V0_2(
+                RestrictionPolicyPre::new(instance_pre)
+                    .wasm_context("the component's quench:policy/policy@0.2.0 export does not match the contract (wit/policy.wit)")?,
+            ),
+            ContractVersion::V0_1 => Pre::V0_1(
+                v0_1::RestrictionPolicyPre::new(instance_pre)
+                    .wasm_context("the component's quench:policy/policy@0.1.0 export does not match that contract (wit/compat/v0.1.0)")?,
+            ),
+        };
         let ticker = EpochTicker::start(engine.clone(), limits.epoch_tick())
             .context("starting the epoch ticker thread")?;
         let mut sandbox = Sandbox {
@@ -218,13 +241,22 @@ impl Sandbox {
             _ticker: ticker,
         };
         let mut first = sandbox.instantiate()?;
-        let policy = first.bindings.quench_policy_policy().engine();
-        sandbox.state_format = policy
-            .call_state_format(&mut first.store, first.engine)
-            .wasm_context("asking the policy for its state format")?;
-        sandbox.connectors = policy
-            .call_connectors(&mut first.store, first.engine)
-            .wasm_context("asking the policy for its connectors")?;
+        let (state_format, connectors) = match &first.bindings {
+            Bindings::V0_2(b) => {
+                let policy = b.quench_policy_policy().engine();
+                (
+                    policy.call_state_format(&mut first.store, first.engine),
+                    policy.call_connectors(&mut first.store, first.engine),
+                )
+            }
+            Bindings::V0_1(b) => (
+                compat::state_format(b, &mut first.store, first.engine),
+                compat::connectors(b, &mut first.store, first.engine),
+            ),
+        };
+        sandbox.state_format =
+            state_format.wasm_context("asking the policy for its state format")?;
+        sandbox.connectors = connectors.wasm_context("asking the policy for its connectors")?;
         sandbox.pool.add_ready(first);
         for _ in 1..sandbox.limits.ready_instances {
             let instance = sandbox.instantiate()?;
@@ -236,15 +268,26 @@ impl Sandbox {
     fn instantiate(&self) -> Result<Instance, SandboxError> {
         self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
         let mut store = pool::new_store(&self.engine, &self.limits);
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.classify(e.into()))?;
-        let created = bindings
-            .quench_policy_policy()
-            .engine()
-            .call_create(&mut store, &self.config)
-            .map_err(|e| self.classify(e.into()))?;
+        let (bindings, created) = match &self.pre {
+            Pre::V0_2(pre) => {
+                let bindings = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| self.classify(e.into()))?;
+                let created = bindings
+                    .quench_policy_policy()
+                    .engine()
+                    .call_create(&mut store, &self.config);
+                (Bindings::V0_2(bindings), created)
+            }
+            Pre::V0_1(pre) => {
+                let bindings = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| self.classify(e.into()))?;
+                let created = compat::create(&bindings, &mut store, &self.config);
+                (Bindings::V0_1(bindings), created)
+            }
+        };
+        let created = created.map_err(|e| self.classify(e.into()))?;
         let engine = created.map_err(SandboxError::Config)?;
         Ok(Instance::new(store, bindings, engine))
     }
@@ -310,14 +353,17 @@ impl Sandbox {
                 alerts: Vec::new(),
             });
         }
-        let decision = self.call(|i| {
-            i.bindings.quench_policy_policy().engine().call_evaluate(
+        let decision = self.call(|i| match &i.bindings {
+            Bindings::V0_2(b) => b.quench_policy_policy().engine().call_evaluate(
                 &mut i.store,
                 i.engine,
                 state,
                 submission,
                 now,
-            )
+            ),
+            Bindings::V0_1(b) => {
+                compat::evaluate(b, &mut i.store, i.engine, state, submission, now)
+            }
         })?;
         if decision.state.len() > self.limits.max_state_bytes {
             return Err(self.invalid(format!(
@@ -362,14 +408,15 @@ impl Sandbox {
         request: &UnblockRequest,
         now: Timestamp,
     ) -> Result<Result<UnblockGranted, UnblockError>, SandboxError> {
-        let answer = self.call(|i| {
-            i.bindings.quench_policy_policy().engine().call_unblock(
+        let answer = self.call(|i| match &i.bindings {
+            Bindings::V0_2(b) => b.quench_policy_policy().engine().call_unblock(
                 &mut i.store,
                 i.engine,
                 state,
                 request,
                 now,
-            )
+            ),
+            Bindings::V0_1(b) => compat::unblock(b, &mut i.store, i.engine, state, request, now),
         })?;
         if let Ok(granted) = &answer
             && granted.state.len() > self.limits.max_state_bytes
@@ -389,36 +436,49 @@ impl Sandbox {
         entity: &Entity,
         now: Timestamp,
     ) -> Result<Result<Option<Restriction>, String>, SandboxError> {
-        self.call(|i| {
-            i.bindings.quench_policy_policy().engine().call_describe(
+        self.call(|i| match &i.bindings {
+            Bindings::V0_2(b) => b.quench_policy_policy().engine().call_describe(
                 &mut i.store,
                 i.engine,
                 state,
                 entity,
                 now,
-            )
+            ),
+            Bindings::V0_1(b) => compat::describe(b, &mut i.store, i.engine, state, entity, now),
         })
     }
 
     /// Whether `state` is equivalent to no state at `now` and later, so the store may drop
     /// it (see the WIT `idle`). Only the background sweep asks.
     pub fn idle(&self, state: &[u8], now: Timestamp) -> Result<bool, SandboxError> {
-        self.call(|i| {
-            i.bindings
-                .quench_policy_policy()
-                .engine()
-                .call_idle(&mut i.store, i.engine, state, now)
+        self.call(|i| match &i.bindings {
+            Bindings::V0_2(b) => {
+                b.quench_policy_policy()
+                    .engine()
+                    .call_idle(&mut i.store, i.engine, state, now)
+            }
+            Bindings::V0_1(b) => compat::idle(b, &mut i.store, i.engine, state, now),
         })
     }
 
     /// Render an RFC 3464 bounce for a refused message.
     pub fn render_bounce(&self, request: &BounceRequest) -> Result<String, SandboxError> {
-        self.call(|i| {
-            i.bindings
-                .quench_policy_policy()
-                .engine()
-                .call_render_bounce(&mut i.store, i.engine, request)
+        self.call(|i| match &i.bindings {
+            Bindings::V0_2(b) => b.quench_policy_policy().engine().call_render_bounce(
+                &mut i.store,
+                i.engine,
+                request,
+            ),
+            Bindings::V0_1(b) => compat::render_bounce(b, &mut i.store, i.engine, request),
         })
+    }
+
+    /// The contract version the component implements (the one it was loaded with).
+    pub fn contract_version(&self) -> ContractVersion {
+        match self.pre {
+            Pre::V0_2(_) => ContractVersion::V0_2,
+            Pre::V0_1(_) => ContractVersion::V0_1,
+        }
     }
 
     /// The state format the policy writes (e.g. `quench-default/1`).

@@ -5,7 +5,8 @@
 
 use super::SandboxError;
 use super::limits::SandboxLimits;
-use crate::bindings::RestrictionPolicy;
+use crate::bindings::{RestrictionPolicy, v0_1};
+use anyhow::Result;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wasmtime::component::ResourceAny;
@@ -16,10 +17,85 @@ pub(crate) struct StoreData {
     limits: StoreLimits,
 }
 
+/// The contract versions this host loads: the current one and the previous minor one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum ContractVersion {
+    /// `quench:policy@0.1.0` (`wit/compat/v0.1.0`): no `relay` entity kind.
+    #[serde(rename = "0.1.0")]
+    V0_1,
+    /// `quench:policy@0.2.0` (`wit/policy.wit`), the current contract.
+    #[serde(rename = "0.2.0")]
+    V0_2,
+}
+
+impl ContractVersion {
+    /// Every version this host loads, the preferred (newest) first.
+    pub const ALL: [ContractVersion; 2] = [ContractVersion::V0_2, ContractVersion::V0_1];
+
+    /// The version, `0.2.0`.
+    pub fn version(self) -> &'static str {
+        match self {
+            ContractVersion::V0_1 => "0.1.0",
+            ContractVersion::V0_2 => "0.2.0",
+        }
+    }
+
+    /// The interface a policy of this version exports, `quench:policy/policy@0.2.0`.
+    pub fn interface(self) -> &'static str {
+        match self {
+            ContractVersion::V0_1 => v0_1::INTERFACE,
+            ContractVersion::V0_2 => crate::bindings::INTERFACE,
+        }
+    }
+
+    /// The version `component` exports: the newest of [`ALL`](Self::ALL) whose interface it
+    /// exports (wasmtime matches semver-compatible names, so `@0.2.3` is 0.2.0's). An error
+    /// naming the supported versions and what the component exports instead, if none.
+    pub fn exported_by(
+        engine: &wasmtime::Engine,
+        component: &wasmtime::component::Component,
+    ) -> Result<Self> {
+        if let Some(version) = Self::ALL
+            .into_iter()
+            .find(|v| component.get_export_index(None, v.interface()).is_some())
+        {
+            return Ok(version);
+        }
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        anyhow::bail!(
+            "the component implements no contract version this host loads: it must export {} (0.2.0) or {} (0.1.0); it exports {}",
+            ContractVersion::V0_2.interface(),
+            ContractVersion::V0_1.interface(),
+            if exports.is_empty() {
+                "nothing".to_string()
+            } else {
+                exports.join(", ")
+            }
+        )
+    }
+}
+
+impl std::fmt::Display for ContractVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.version())
+    }
+}
+
+/// An instance's typed exports, in the contract version the component implements. Calls
+/// match on it: the 0.2.0 arm calls straight through, the 0.1.0 arm converts (`compat`).
+pub(crate) enum Bindings {
+    V0_2(RestrictionPolicy),
+    V0_1(v0_1::RestrictionPolicy),
+}
+
 /// One live policy instance.
 pub(crate) struct Instance {
     pub(crate) store: Store<StoreData>,
-    pub(crate) bindings: RestrictionPolicy,
+    pub(crate) bindings: Bindings,
     /// The policy's `engine` resource, created from the config once per instance.
     pub(crate) engine: ResourceAny,
     calls: u64,
@@ -119,11 +195,7 @@ impl Pool {
 }
 
 impl Instance {
-    pub(crate) fn new(
-        store: Store<StoreData>,
-        bindings: RestrictionPolicy,
-        engine: ResourceAny,
-    ) -> Self {
+    pub(crate) fn new(store: Store<StoreData>, bindings: Bindings, engine: ResourceAny) -> Self {
         Instance {
             store,
             bindings,
