@@ -12,6 +12,10 @@ const ADMIN_TOKEN: &str = "e2e-security-admin-token";
 fn config() -> String {
     format!(
         r#"
+[serve]
+# Bare SASL logins (`alice`) are alice@contoso.com.
+sasl_default_domain = "contoso.com"
+
 [policy]
 accepted_domains = ["contoso.com"]
 
@@ -63,10 +67,10 @@ fn users_cross_their_limit_get_5_1_8_and_an_unblock_lets_them_send_again() {
 
     // Under the limit: accepted, the whole message goes through.
     let outcome = postfix
-        .swaks(&Mail::new(
-            "alice@contoso.com",
-            &["x1@fabrikam.com", "x2@fabrikam.com"],
-        ))
+        .swaks(
+            &Mail::new("alice@contoso.com", &["x1@fabrikam.com", "x2@fabrikam.com"])
+                .xclient_login("alice@contoso.com"),
+        )
         .unwrap();
     assert!(outcome.accepted(), "{}", outcome.transcript);
     let end = outcome.end_of_data.as_ref().expect("the message was sent");
@@ -74,10 +78,10 @@ fn users_cross_their_limit_get_5_1_8_and_an_unblock_lets_them_send_again() {
 
     // The message that crosses the limit: the crossing recipient is refused with 5.1.8.
     let outcome = postfix
-        .swaks(&Mail::new(
-            "alice@contoso.com",
-            &["x3@fabrikam.com", "x4@fabrikam.com"],
-        ))
+        .swaks(
+            &Mail::new("alice@contoso.com", &["x3@fabrikam.com", "x4@fabrikam.com"])
+                .xclient_login("alice@contoso.com"),
+        )
         .unwrap();
     assert_eq!(outcome.rcpt_reply("x3@fabrikam.com").unwrap().code, 250);
     let refused = outcome.rcpt_reply("x4@fabrikam.com").unwrap();
@@ -97,7 +101,7 @@ fn users_cross_their_limit_get_5_1_8_and_an_unblock_lets_them_send_again() {
     for recipient in ["x5@fabrikam.com", "colleague@contoso.com"] {
         let line = rcpt_line(
             &postfix,
-            &Mail::new("Alice@Contoso.com", &[recipient]),
+            &Mail::new("Alice@Contoso.com", &[recipient]).xclient_login("Alice@Contoso.com"),
             recipient,
         );
         assert!(line.starts_with("550 5.1.8 "), "{line}");
@@ -105,7 +109,7 @@ fn users_cross_their_limit_get_5_1_8_and_an_unblock_lets_them_send_again() {
     // Another user is unaffected.
     let line = rcpt_line(
         &postfix,
-        &Mail::new("bob@contoso.com", &["x1@fabrikam.com"]),
+        &Mail::new("bob@contoso.com", &["x1@fabrikam.com"]).xclient_login("bob@contoso.com"),
         "x1@fabrikam.com",
     );
     assert!(line.starts_with("250"), "{line}");
@@ -132,7 +136,7 @@ fn users_cross_their_limit_get_5_1_8_and_an_unblock_lets_them_send_again() {
         String::from_utf8_lossy(&removed.stderr)
     );
     let outcome = postfix
-        .swaks(&Mail::new("alice@contoso.com", &["x6@fabrikam.com"]))
+        .swaks(&Mail::new("alice@contoso.com", &["x6@fabrikam.com"]).xclient_login("alice"))
         .unwrap();
     assert!(outcome.accepted(), "{}", outcome.transcript);
     assert_eq!(outcome.end_of_data.as_ref().unwrap().code, 250);
@@ -187,4 +191,90 @@ fn sasl_users_are_counted_across_from_addresses_and_connectors_get_5_7_711() {
             "{line}"
         );
     }
+}
+
+/// Issue 11 behind a real Postfix: a forged MAIL FROM from an internet client (XCLIENT
+/// ADDR, no login: what port 25 sees) changes nothing for the real user; the real user's
+/// authenticated submission (XCLIENT LOGIN: what the submission port sees) is counted; an
+/// unauthenticated application on the trusted loopback is counted as a relay, apart from the
+/// SASL user of the same address.
+#[test]
+fn a_spoofed_sender_changes_nothing_the_sasl_user_is_counted_and_a_trusted_relay_too() {
+    let (quench, postfix) = start();
+
+    // The attacker: six recipients "from" the victim, from the internet, unauthenticated.
+    let spoof = Mail::new(
+        "victim@contoso.com",
+        &[
+            "v1@contoso.com",
+            "v2@contoso.com",
+            "v3@contoso.com",
+            "e1@fabrikam.com",
+            "e2@fabrikam.com",
+            "e3@fabrikam.com",
+        ],
+    )
+    .xclient_addr("203.0.113.7");
+    let outcome = postfix.swaks(&spoof).unwrap();
+    for recipient in &spoof.to {
+        let reply = outcome
+            .rcpt_reply(recipient)
+            .unwrap_or_else(|| panic!("no reply for {recipient}:\n{}", outcome.transcript));
+        assert_ne!(
+            reply.enhanced.as_deref(),
+            Some("5.1.8"),
+            "quench does not restrict on a forged sender:\n{}",
+            outcome.transcript
+        );
+    }
+    assert_eq!(
+        quench.metric("quench_submissions_total{kind=\"untrusted\"}"),
+        Some(6.0),
+        "quench saw the six requests and counted none"
+    );
+
+    // The real user, logged in: the whole limit (3 external) is still theirs.
+    let real = |to: &str| Mail::new("victim@contoso.com", &[to]).xclient_login("victim");
+    for to in ["r1@fabrikam.com", "r2@fabrikam.com", "r3@fabrikam.com"] {
+        let line = rcpt_line(&postfix, &real(to), to);
+        assert!(line.starts_with("250"), "{to}: {line}");
+    }
+    let line = rcpt_line(&postfix, &real("r4@fabrikam.com"), "r4@fabrikam.com");
+    assert!(line.starts_with("550 5.1.8 "), "{line}");
+
+    // An application on the mail host, unauthenticated over loopback: a relay, counted.
+    let app = |to: &str| Mail::new("app@contoso.com", &[to]);
+    for to in ["a1@fabrikam.com", "a2@fabrikam.com", "a3@fabrikam.com"] {
+        let line = rcpt_line(&postfix, &app(to), to);
+        assert!(line.starts_with("250"), "{to}: {line}");
+    }
+    let line = rcpt_line(&postfix, &app("a4@fabrikam.com"), "a4@fabrikam.com");
+    assert!(
+        line.starts_with("550 5.1.8 "),
+        "the relay is restricted: {line}"
+    );
+    // The SASL user app@contoso.com is another entity.
+    let line = rcpt_line(
+        &postfix,
+        &Mail::new("app@contoso.com", &["u1@fabrikam.com"]).xclient_login("app"),
+        "u1@fabrikam.com",
+    );
+    assert!(line.starts_with("250"), "{line}");
+    let listed = Command::new(env!("CARGO_BIN_EXE_quench"))
+        .args(["blocked-relay", "list", "--json"])
+        .env(
+            "QUENCH_ADMIN_URL",
+            format!("http://{}", quench.admin.unwrap()),
+        )
+        .env("QUENCH_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let entities: Vec<&str> = listed["restrictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["entity"].as_str().unwrap())
+        .collect();
+    assert_eq!(entities, ["app@contoso.com"]);
 }

@@ -85,19 +85,18 @@ fn a_full_disk_keeps_enforcing_alerts_and_writes_back_after() {
         Some(REFUSED),
         "a restriction stored before the disk filled is still enforced"
     );
-    assert!(
-        server.metric("quench_store_unsaved{kind=\"restrictions\"}") >= Some(20.0),
-        "{}",
-        server.metrics_text()
-    );
-    let log = server.log();
-    assert!(
-        log.contains("the store stopped taking writes"),
-        "the log says so:\n{log}"
-    );
-    assert!(
-        log.contains("Store unavailable"),
-        "the alert went through the dispatcher (its log sink):\n{log}"
+    // The next flush (every 100 ms here) reports what is held only in memory, logs and
+    // raises the alert.
+    wait_for("the unsaved gauge", Duration::from_secs(10), || {
+        server.metric("quench_store_unsaved{kind=\"restrictions\"}") >= Some(20.0)
+    });
+    wait_for(
+        "the log line and the alert",
+        Duration::from_secs(10),
+        || {
+            let log = server.log();
+            log.contains("the store stopped taking writes") && log.contains("Store unavailable")
+        },
     );
 
     // Free the disk: the store recovers (retry backoff is at most 10 s) and writes back.

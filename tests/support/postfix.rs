@@ -691,6 +691,10 @@ pub struct Mail {
     /// `XCLIENT LOGIN=...` before the mail: smtpd treats the session as SASL-authenticated as
     /// this user (needs [`PostfixOptions::xclient`]).
     pub xclient_login: Option<String>,
+    /// `XCLIENT ADDR=...` before the mail: smtpd treats the session as coming from this
+    /// client address (an internet client, say), and passes it to the policy as
+    /// `client_address` (needs [`PostfixOptions::xclient`]).
+    pub xclient_addr: Option<String>,
     /// Bounds the whole swaks run.
     pub timeout: Duration,
 }
@@ -706,6 +710,7 @@ impl Mail {
             headers: Vec::new(),
             body: None,
             xclient_login: None,
+            xclient_addr: None,
             timeout: Duration::from_secs(60),
         }
     }
@@ -731,6 +736,12 @@ impl Mail {
     /// Presents a SASL login with XCLIENT.
     pub fn xclient_login(mut self, login: &str) -> Mail {
         self.xclient_login = Some(login.to_string());
+        self
+    }
+
+    /// Presents another client address with XCLIENT.
+    pub fn xclient_addr(mut self, addr: &str) -> Mail {
+        self.xclient_addr = Some(addr.to_string());
         self
     }
 }
@@ -879,6 +890,9 @@ pub fn swaks(server: SocketAddr, mail: &Mail) -> Result<SwaksOutcome> {
     }
     if let Some(login) = &mail.xclient_login {
         command.arg("--xclient-login").arg(login);
+    }
+    if let Some(addr) = &mail.xclient_addr {
+        command.arg("--xclient-addr").arg(addr);
     }
     // The body goes through stdin: swaks would read a body argument that names a file.
     if mail.body.is_some() {
