@@ -25,6 +25,7 @@ mod component_contract;
 mod conformance_kit;
 mod contract_compat;
 mod fleet;
+mod ndr;
 mod postfix_e2e;
 mod postfix_harness;
 mod reload;

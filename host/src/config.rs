@@ -31,6 +31,8 @@ pub struct QuenchConfig {
     pub metrics: MetricsConfig,
     /// The audit log's retention.
     pub audit: AuditConfig,
+    /// Non-delivery reports to restricted users.
+    pub ndr: crate::ndr::NdrConfig,
 }
 
 /// The `[audit]` table. Changes on reload.
@@ -279,6 +281,7 @@ impl QuenchConfig {
         config.alerts.validate()?;
         config.store.validate()?;
         config.validate_limits()?;
+        config.ndr.validate()?;
         Ok(config)
     }
 

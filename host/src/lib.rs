@@ -33,6 +33,7 @@ pub mod load;
 pub mod metrics;
 #[cfg(feature = "native")]
 pub mod native;
+pub mod ndr;
 /// Address normalisation: the `quench-address` crate, shared with the default policy.
 pub use quench_address as normalize;
 pub mod reload;

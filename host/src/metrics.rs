@@ -42,6 +42,9 @@ pub struct Metrics {
     pub submissions: Family<KindLabel, Counter>,
     /// Audit records deleted by the audit retention (`[audit] keep_days`).
     pub audit_pruned: Counter,
+    /// NDRs to restricted users, by outcome (`queued`, `sent`, `failed`, `suppressed`,
+    /// `dropped`).
+    pub ndr: Family<KindLabel, Counter>,
     /// Malformed policy requests (connection closed), by error kind.
     pub protocol_errors: Family<KindLabel, Counter>,
     /// Open policy-service connections.
@@ -135,6 +138,12 @@ impl Default for Metrics {
             "Audit records deleted by the audit retention ([audit] keep_days)",
             audit_pruned.clone(),
         );
+        let ndr = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "ndr",
+            "NDRs to restricted users by outcome (queued, sent, failed, suppressed, dropped)",
+            ndr.clone(),
+        );
         let protocol_errors = Family::<KindLabel, Counter>::default();
         registry.register(
             "protocol_errors",
@@ -214,6 +223,7 @@ impl Default for Metrics {
             store_unsaved,
             submissions,
             audit_pruned,
+            ndr,
             protocol_errors,
             connections,
         }

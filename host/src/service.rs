@@ -418,22 +418,23 @@ impl Service {
             (Err(error), _) => Err(anyhow::Error::from(error)),
             (Ok(()), None) => unreachable!("a successful update ran the closure"),
         };
+        let why = match reason.trim() {
+            "" => "no reason given".to_string(),
+            reason => format!("reason: {reason}"),
+        };
         let (outcome, detail) = match &answer {
             Ok(Ok(granted)) => (
                 "ok",
                 format!(
-                    "reason: {reason}; lifted {}; unblocks used {}, left {}",
+                    "{why}; lifted {}; unblocks used {}, left {}",
                     granted.lifted.evidence.reason, granted.unblocks_used, granted.unblocks_left
                 ),
             ),
             Ok(Err(error)) => (
                 "denied",
-                format!(
-                    "reason: {reason}; {}",
-                    crate::simulate::describe_unblock_error(error)
-                ),
+                format!("{why}; {}", crate::simulate::describe_unblock_error(error)),
             ),
-            Err(error) => ("error", format!("reason: {reason}; {error:#}")),
+            Err(error) => ("error", format!("{why}; {error:#}")),
         };
         self.audit(admin, "unblock", Some(entity.key()), outcome, &detail, now)
             .context("auditing the unblock")?;

@@ -36,7 +36,18 @@ impl QuenchServer {
         let config_path = data_dir.join("quench.toml");
         std::fs::write(&config_path, config).unwrap();
         let store_dir = data_dir.join("data");
-        Self::launch(data_dir, config_path, store_dir, &[])
+        Self::launch(data_dir, config_path, store_dir, &[], "127.0.0.1:0")
+    }
+
+    /// [`start`](Self::start) with the policy service on `listen` (for a Postfix that was
+    /// given the address before quench started, e.g. because quench's config names it).
+    pub fn start_on(name: &str, config: &str, listen: SocketAddr) -> Self {
+        let data_dir = Self::fresh_dir(name);
+        let config_path = data_dir.join("quench.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let store_dir = data_dir.join("data");
+        let listen = listen.to_string();
+        Self::launch(data_dir, config_path, store_dir, &[], &listen)
     }
 
     /// [`start`](Self::start) with `--data-dir store_dir` (e.g. on a filesystem the test
@@ -45,7 +56,13 @@ impl QuenchServer {
         let data_dir = Self::fresh_dir(name);
         let config_path = data_dir.join("quench.toml");
         std::fs::write(&config_path, config).unwrap();
-        Self::launch(data_dir, config_path, store_dir.to_path_buf(), &[])
+        Self::launch(
+            data_dir,
+            config_path,
+            store_dir.to_path_buf(),
+            &[],
+            "127.0.0.1:0",
+        )
     }
 
     /// [`start`](Self::start) under a wrapper command, e.g. `["prlimit", "--nofile=1024:1024"]`.
@@ -54,7 +71,7 @@ impl QuenchServer {
         let config_path = data_dir.join("quench.toml");
         std::fs::write(&config_path, config).unwrap();
         let store_dir = data_dir.join("data");
-        Self::launch(data_dir, config_path, store_dir, wrapper)
+        Self::launch(data_dir, config_path, store_dir, wrapper, "127.0.0.1:0")
     }
 
     /// A fresh, empty data directory named after `name`.
@@ -74,6 +91,7 @@ impl QuenchServer {
         config_path: PathBuf,
         store_dir: PathBuf,
         wrapper: &[&str],
+        listen: &str,
     ) -> Self {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -89,7 +107,7 @@ impl QuenchServer {
             .arg(&config_path)
             .arg("--data-dir")
             .arg(&store_dir)
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0"])
             .args(["--admin-listen", "127.0.0.1:0"])
             .env("QUENCH_LOG", "info")
             .stdout(Stdio::piped())
@@ -144,7 +162,7 @@ impl QuenchServer {
         let config_path = self.config_path.clone();
         let store_dir = self.store_dir.clone();
         std::mem::forget(self);
-        Self::launch(data_dir, config_path, store_dir, &[])
+        Self::launch(data_dir, config_path, store_dir, &[], "127.0.0.1:0")
     }
 
     /// SIGKILL, no cleanup: what a crash looks like.

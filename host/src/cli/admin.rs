@@ -47,9 +47,10 @@ pub(crate) enum BlockedCommand {
     Remove {
         /// The address (senders) or id (connectors).
         entity: String,
-        /// Why: what was done to secure the account (recorded in the audit log).
+        /// Why: what was done to secure the account (recorded in the audit log; optional, as
+        /// with Remove-BlockedSenderAddress, and the audit log then says none was given).
         #[arg(long)]
-        reason: String,
+        reason: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -170,7 +171,12 @@ pub(crate) fn run_blocked(collection: Collection, command: BlockedCommand) -> Re
             api,
         } => {
             let path = format!("/v1/{}/{}/unblock", collection.path(), encode(&entity));
-            let body = request(&api, "POST", &path, Some(json!({ "reason": reason })))?;
+            let body = request(
+                &api,
+                "POST",
+                &path,
+                Some(json!({ "reason": reason.unwrap_or_default() })),
+            )?;
             print_or(&api, &body, |r| {
                 let mut out = format!(
                     "{} unblocked ({} unblocks used, {} left in the window).\nBefore trusting the account again:\n",

@@ -116,24 +116,24 @@ async fn decide(shared: &Arc<Shared>, request: Request) -> Action {
     // it to another thread cost several times the decision itself in context switches
     // (measured with perf; see BENCHMARKS.md). Network stores: on the blocking pool, so a
     // round trip or a timeout does not hold up this worker's other connections.
+    let now = crate::time::now();
     let decided = if shared.offload_decisions {
         let task = shared.clone();
         tokio::task::spawn_blocking(move || {
-            task.service
-                .decide_with(&policy, &submission, crate::time::now())
+            let outcome = task.service.decide_with(&policy, &submission, now);
+            (outcome, submission)
         })
         .await
         .map_err(|_| ())
     } else {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            shared
-                .service
-                .decide_with(&policy, &submission, crate::time::now())
+            shared.service.decide_with(&policy, &submission, now)
         }))
+        .map(|outcome| (outcome, submission))
         .map_err(|_| ())
     };
-    let outcome = match decided {
-        Ok(outcome) => outcome,
+    let (outcome, submission) = match decided {
+        Ok(decided) => decided,
         Err(_) => {
             tracing::error!("decision panicked; answering with the fail action");
             return fail_action(shared);
@@ -158,6 +158,9 @@ async fn decide(shared: &Arc<Shared>, request: Request) -> Action {
     // Queued, never awaited: delivery (log, webhook, email) happens on its own tasks.
     for alert in &outcome.decision.alerts {
         shared.alerts.submit(alert);
+    }
+    if let Some(ndr) = &shared.ndr {
+        ndr.refused(&submission, &outcome.decision, now);
     }
     let verdict = &outcome.decision.verdict;
     Metrics::count(

@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) live: Arc<Live>,
     pub(crate) offload_decisions: bool,
     pub(crate) metrics: Arc<Metrics>,
+    /// NDRs to restricted users, when `[ndr] relay` is set.
+    pub(crate) ndr: Option<Arc<crate::ndr::NdrSender>>,
     /// The `[serve]` settings at start (the keys a reload changes are read from `live`).
     #[allow(dead_code)]
     pub(crate) config: ServeConfig,
@@ -125,7 +127,16 @@ pub async fn run(
         resilient,
     } = parts;
     let alerts = live.alerts().clone();
+    let ndr = crate::ndr::NdrSender::start(
+        &live.config().ndr,
+        service.clone(),
+        metrics.ndr.clone(),
+        &tokio::runtime::Handle::current(),
+    )
+    .context("starting NDR delivery ([ndr])")?
+    .map(Arc::new);
     let shared = Arc::new(Shared {
+        ndr,
         service: service.clone(),
         alerts: alerts.clone(),
         live: live.clone(),
