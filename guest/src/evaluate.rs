@@ -1,16 +1,20 @@
 //! `evaluate`: one submission against one entity's state.
 //!
 //! Order of checks (the first that applies answers):
-//! 1. an active restriction: 5.1.8 (user), 5.7.711 (connector) or 5.1.90 (service daily
-//!    limit), whatever the recipients;
+//! 1. an active restriction: 5.1.8 (user, relay), 5.7.711 (connector) or 5.1.90 (service
+//!    daily limit), whatever the recipients;
 //! 2. no recipients: accept, nothing counted;
-//! 3. the per-message recipient limit: 5.5.3, nothing counted;
-//! 4. the service message rate (users): 4.4.2 deferral for a new message, nothing counted;
-//! 5. the outbound policy's (or connector's) limits: under a blocking action the submission
-//!    is refused and starts the restriction; under `Alert`, or on the day of an admin unblock,
-//!    it goes on with an alert;
-//! 6. the service recipient rate (users): 5.1.90 and a self-lifting restriction;
-//! 7. accept and count.
+//! 3. the per-message recipient limit, over the message's calls while it is in flight
+//!    (however they interleave with other messages): 5.5.3, nothing counted;
+//! 4. the service message rate (users, relays): 4.4.2 deferral for a new message (an id not
+//!    in flight, or no id), nothing counted; a call continuing a message is never deferred;
+//! 5. the outbound policy's (or connector's) limits, for a user or relay the stricter of the
+//!    submitter's and the sender's policies (`applied`): under a blocking action the
+//!    submission is refused and starts the restriction; under `Alert`, or on the day of an
+//!    admin unblock, it goes on with an alert;
+//! 6. the service recipient rate (users, relays): 5.1.90 and a self-lifting restriction;
+//! 7. accept and count: the recipients in every window, a new message in the message rate,
+//!    and the message (if it has an id) as seen now in the messages in flight.
 
 use crate::addr;
 use crate::alert;
@@ -361,7 +365,11 @@ fn decide(
         window::add(&mut c.messages_minute, 1);
     }
     if let Some(id) = id_hash {
-        c.saw_message(id, message_total);
+        let keep = match sub.entity.kind {
+            EntityKind::Connector => state::MAX_IN_FLIGHT_CONNECTOR,
+            EntityKind::User | EntityKind::Relay => state::MAX_IN_FLIGHT,
+        };
+        c.saw_message(id, message_total, keep);
     }
     accept(change)
 }

@@ -38,6 +38,12 @@ pub const VERSION_1: u8 = 1;
 /// flight to dodge the per-message limit makes each call a new message, which the message
 /// rate (30 a minute) defers within seconds.
 pub const MAX_IN_FLIGHT: usize = 16;
+/// Messages in flight kept for a connector: a relaying host carries many senders' messages
+/// at once, up to one per connection, and Postfix allows one client 50
+/// (`smtpd_client_connection_count_limit`); 64 covers that, at most 64 x 8 bytes for the few
+/// connector entities. (The message rate does not apply to connectors, so for them a
+/// forgotten message only restarts its per-message total.)
+pub const MAX_IN_FLIGHT_CONNECTOR: usize = 64;
 /// Seconds a message stays in flight after its last call: 10 minutes.
 ///
 /// The calls of one message come one SMTP command apart, and Postfix drops a client that is
@@ -128,7 +134,8 @@ pub struct Counters {
     pub rate_day: Vec<u32>,
     /// Messages, sliding minute, for the service message rate ([`window::MINUTE`]).
     pub messages_minute: Vec<u32>,
-    /// The messages in flight, most recently seen first, at most [`MAX_IN_FLIGHT`], none
+    /// The messages in flight, most recently seen first, at most [`MAX_IN_FLIGHT`] (for a
+    /// connector [`MAX_IN_FLIGHT_CONNECTOR`]), none
     /// older than [`IN_FLIGHT_SECONDS`]: for per-message recipient totals and for counting a
     /// message once however its calls interleave with the entity's other messages.
     pub messages: Vec<InFlight>,
@@ -180,9 +187,9 @@ impl Counters {
     }
 
     /// Record an accepted call of message `id`, which now has `recipients` in all, as seen at
-    /// the latest time: it moves to the front, and past [`MAX_IN_FLIGHT`] the least recently
-    /// seen message is forgotten.
-    pub fn saw_message(&mut self, id: [u8; 4], recipients: u32) {
+    /// the latest time: it moves to the front, and past `keep` messages ([`MAX_IN_FLIGHT`],
+    /// or [`MAX_IN_FLIGHT_CONNECTOR`] for a connector) the least recently seen is forgotten.
+    pub fn saw_message(&mut self, id: [u8; 4], recipients: u32, keep: usize) {
         self.messages.retain(|m| m.id != id);
         self.messages.insert(
             0,
@@ -192,7 +199,7 @@ impl Counters {
                 age: 0,
             },
         );
-        self.messages.truncate(MAX_IN_FLIGHT);
+        self.messages.truncate(keep);
     }
 
     /// Whether nothing is counted any more: every window empty, no recipients today, no
@@ -228,7 +235,7 @@ impl Counters {
         }
         self.messages.retain(|m| m.age <= IN_FLIGHT_SECONDS);
         self.messages.sort_by_key(|m| m.age);
-        self.messages.truncate(MAX_IN_FLIGHT);
+        self.messages.truncate(MAX_IN_FLIGHT_CONNECTOR);
     }
 }
 
@@ -651,13 +658,13 @@ mod tests {
             last: DAY0,
             ..Counters::default()
         };
-        c.saw_message(message_hash("a"), 1);
+        c.saw_message(message_hash("a"), 1, MAX_IN_FLIGHT);
         c.advance(DAY0 + 100);
-        c.saw_message(message_hash("b"), 2);
+        c.saw_message(message_hash("b"), 2, MAX_IN_FLIGHT);
         assert_eq!(c.messages[0].id, message_hash("b"));
         assert_eq!(c.messages[1].age, 100);
         // Seeing "a" again moves it to the front with its new total.
-        c.saw_message(message_hash("a"), 5);
+        c.saw_message(message_hash("a"), 5, MAX_IN_FLIGHT);
         assert_eq!(c.in_flight(message_hash("a")), Some(5));
         assert_eq!(c.messages.len(), 2);
         assert_eq!((c.messages[0].age, c.messages[1].age), (0, 0));
@@ -670,7 +677,7 @@ mod tests {
         // Past MAX_IN_FLIGHT the least recently seen goes.
         for i in 0..=MAX_IN_FLIGHT {
             c.advance(DAY0 + 1_000 + i as Timestamp);
-            c.saw_message(message_hash(&format!("m{i}")), 1);
+            c.saw_message(message_hash(&format!("m{i}")), 1, MAX_IN_FLIGHT);
         }
         assert_eq!(c.messages.len(), MAX_IN_FLIGHT);
         assert_eq!(c.in_flight(message_hash("m0")), None);
@@ -693,9 +700,21 @@ mod tests {
             .collect();
         let got = decode(&encode(&s)).unwrap();
         let m = &got.counters.messages;
-        assert_eq!(m.len(), MAX_IN_FLIGHT);
+        assert_eq!(m.len(), 24, "the expired ones dropped");
         assert!(m.iter().all(|m| m.age <= IN_FLIGHT_SECONDS));
         assert!(m.windows(2).all(|w| w[0].age <= w[1].age));
         assert_eq!(m[0].age, 25);
+        // A huge list is cut to the largest any entity keeps.
+        s.counters.messages = (0..10_000u32)
+            .map(|i| InFlight {
+                id: i.to_le_bytes(),
+                recipients: 1,
+                age: i % 600,
+            })
+            .collect();
+        let got = decode(&encode(&s)).unwrap();
+        assert_eq!(got.counters.messages.len(), MAX_IN_FLIGHT_CONNECTOR);
+        // 17 of each age: the 64 youngest are ages 0 to 3.
+        assert!(got.counters.messages.iter().all(|m| m.age <= 3));
     }
 }

@@ -202,3 +202,35 @@ fn a_restricted_v1_state_stays_restricted() {
     assert_eq!(v(&d), V::Reject("5.1.8"));
     assert!(h.unblock("carol@contoso.com", at(3, 0, 0, 1)).is_ok());
 }
+
+#[test]
+fn a_connector_keeps_sixty_four_messages_in_flight() {
+    let cfg = format!("max_recipient_envelope_limit = 2\n{CFG}");
+    let mut h = H::new(&cfg);
+    let t = at(0, 10, 0, 0);
+    let part = |id: String, rcpt: usize| Submission {
+        entity: connector("scanner-relay"),
+        sender: "app@contoso.com".into(),
+        recipients: one(rcpt),
+        message_id: Some(id),
+    };
+    // 65 messages of one recipient each, from many senders at once.
+    for m in 0..65 {
+        assert_eq!(v(&h.submit(part(format!("C{m}"), 0), t)), V::Ok);
+    }
+    // C1..C64 are in flight: a second recipient fits, a third does not.
+    for m in 1..65 {
+        assert_eq!(v(&h.submit(part(format!("C{m}"), 1), t + 1)), V::Ok);
+    }
+    assert_eq!(
+        v(&h.submit(part("C64".into(), 2), t + 2)),
+        V::Reject("5.5.3")
+    );
+    // C0 was forgotten (the 65th): it starts again.
+    assert_eq!(v(&h.submit(part("C0".into(), 1), t + 2)), V::Ok);
+    assert_eq!(v(&h.submit(part("C0".into(), 2), t + 2)), V::Ok);
+    assert_eq!(
+        v(&h.submit(part("C0".into(), 3), t + 2)),
+        V::Reject("5.5.3")
+    );
+}
