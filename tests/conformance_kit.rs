@@ -57,7 +57,7 @@ fn the_default_policy_passes_every_check() {
     for check in &report.checks {
         assert_eq!(check.finding.outcome, Outcome::Pass, "{report}");
     }
-    assert_eq!(report.state_format.as_deref(), Some("quench-default/1"));
+    assert_eq!(report.state_format.as_deref(), Some("quench-default/2"));
     let unblock = &report.check("unblock-limit").unwrap().finding.reason;
     assert!(unblock.contains("3 unblocks per 30 days"), "{unblock}");
 }

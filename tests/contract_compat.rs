@@ -64,7 +64,8 @@ fn over_the_limit(entity: Entity) -> Submission {
 fn a_0_1_component_loads_decides_restricts_unblocks_describes_and_bounces() {
     let policy = v0_1_policy();
     assert_eq!(policy.contract_version(), ContractVersion::V0_1);
-    assert_eq!(policy.state_format(), "quench-default/1");
+    // The fixture wraps the current default policy, so it writes the current state format.
+    assert_eq!(policy.state_format(), "quench-default/2");
     assert_eq!(policy.connectors().len(), 1);
     assert_eq!(policy.connectors()[0].id, "scanner-relay");
     assert_eq!(policy.connectors()[0].client_addresses, ["192.0.2.10"]);

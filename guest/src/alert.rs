@@ -24,15 +24,31 @@ fn alert(name: &str, severity: Severity, entity: &Entity, summary: String, at: T
     }
 }
 
-/// High: a restriction started (a user, or a connector).
+/// High: a restriction started (a user, a relay, or a connector).
 pub fn restricted(entity: &Entity, r: &StoredRestriction) -> Alert {
-    let (name, what) = match entity.kind {
-        EntityKind::User => (USER_RESTRICTED, "User"),
-        EntityKind::Relay => (USER_RESTRICTED, "Relayed sender"),
-        EntityKind::Connector => (SUSPICIOUS_CONNECTOR, "Connector"),
+    let (name, what, check) = match entity.kind {
+        EntityKind::User => (
+            USER_RESTRICTED,
+            "User",
+            "Check the account for compromise before unblocking it.".to_string(),
+        ),
+        // A relay has no account: what sends is a host on the trusted network.
+        EntityKind::Relay => (
+            USER_RESTRICTED,
+            "Relayed sender",
+            format!(
+                "It is the envelope sender of mail from an unauthenticated client on a trusted network, not a signed-in user: find the host that sends as it (the MTA log has its client address) and check it for a compromised web application, script or device before unblocking it with `quench blocked-relay remove {} --reason \"...\"`.",
+                entity.id
+            ),
+        ),
+        EntityKind::Connector => (
+            SUSPICIOUS_CONNECTOR,
+            "Connector",
+            "Check the account for compromise before unblocking it.".to_string(),
+        ),
     };
     let summary = format!(
-        "{what} {} was restricted from sending email: {}. The restriction {}. Check the account for compromise before unblocking it.",
+        "{what} {} was restricted from sending email: {}. The restriction {}. {check}",
         entity.id,
         describe_trip(r),
         describe_expiry(r),
@@ -50,9 +66,12 @@ pub fn limit_exceeded(
     consequence: &str,
     at: Timestamp,
 ) -> Alert {
+    let who = match entity.kind {
+        EntityKind::Relay => format!("Relayed sender {}", entity.id),
+        EntityKind::User | EntityKind::Connector => entity.id.clone(),
+    };
     let summary = format!(
-        "{} hit {} of policy \"{policy}\": {observed} recipients {} against a limit of {threshold}. {consequence}",
-        entity.id,
+        "{who} hit {} of policy \"{policy}\": {observed} recipients {} against a limit of {threshold}. {consequence}",
         key.key(),
         key.window_words(),
     );

@@ -369,6 +369,7 @@ fn base64(bytes: &[u8]) -> String {
 /// What kind of refusal this is, for the explanation.
 enum Case<'a> {
     Restricted(Option<&'a StoredRestriction>),
+    Relay(Option<&'a StoredRestriction>),
     Connector,
     DailyLimit,
     TooManyRecipients,
@@ -404,9 +405,14 @@ fn human_part(
             .map(|m| one_line(m, 128)),
         expires: r.expires,
     });
+    let relay = req
+        .restriction
+        .as_ref()
+        .is_some_and(|r| r.entity.kind == EntityKind::Relay);
     let case = match (reply.status.as_str(), stored.as_ref().map(|s| s.kind)) {
         ("5.1.90", _) | (_, Some(StoredKind::ServiceDailyLimit)) => Case::DailyLimit,
         ("5.7.711", _) => Case::Connector,
+        ("5.1.8", _) | (_, Some(_)) if relay => Case::Relay(stored.as_ref()),
         ("5.1.8", _) | (_, Some(_)) => Case::Restricted(stored.as_ref()),
         ("5.5.3", _) => Case::TooManyRecipients,
         ("4.4.2", _) => Case::Rate,
@@ -436,6 +442,24 @@ fn human_part(
                 vec![
                     "Check the account for compromise: reset its password, require MFA, look for forwarding and inbox rules, delegates, and unusual sign-ins.".to_string(),
                     format!("Then remove the restriction with `quench blocked-sender remove {} --reason \"...\"` (the equivalent of Remove-BlockedSenderAddress). Unblocks per account are limited; past the limit only the support role can unblock.", unblock_target(req, EntityKind::User, sender, "ADDRESS")),
+                ],
+            )
+        }
+        Case::Relay(r) => {
+            let until = match r.and_then(|r| r.expires) {
+                Some(e) => format!("Mail from this address can be sent again after {} (UTC midnight).", rfc3339(e)),
+                None => "The restriction lasts until your email admin removes it.".to_string(),
+            };
+            (
+                "Your message was refused: it came from a host on the trusted network that relays mail without signing in (a web server, an application, a printer or scanner), and mail with this sender address went over its outbound limits, so the address is restricted from sending email. The most common reason is a compromised web application, script or device sending spam.".to_string(),
+                vec![
+                    "Contact your email admin and tell them you got this message.".to_string(),
+                    until,
+                    "Messages sent with this address while it is restricted are refused; there is no need to resend them now.".to_string(),
+                ],
+                vec![
+                    "Find the host on the trusted network that sends with this address (the MTA log has its client address) and check it for a compromised web application, script or device.".to_string(),
+                    format!("Then remove the restriction with `quench blocked-relay remove {} --reason \"...\"`. Unblocks per address are limited; past the limit only the support role can unblock.", unblock_target(req, EntityKind::Relay, sender, "ADDRESS")),
                 ],
             )
         }

@@ -1,16 +1,20 @@
 //! `evaluate`: one submission against one entity's state.
 //!
 //! Order of checks (the first that applies answers):
-//! 1. an active restriction: 5.1.8 (user), 5.7.711 (connector) or 5.1.90 (service daily
-//!    limit), whatever the recipients;
+//! 1. an active restriction: 5.1.8 (user, relay), 5.7.711 (connector) or 5.1.90 (service
+//!    daily limit), whatever the recipients;
 //! 2. no recipients: accept, nothing counted;
-//! 3. the per-message recipient limit: 5.5.3, nothing counted;
-//! 4. the service message rate (users): 4.4.2 deferral for a new message, nothing counted;
-//! 5. the outbound policy's (or connector's) limits: under a blocking action the submission
-//!    is refused and starts the restriction; under `Alert`, or on the day of an admin unblock,
-//!    it goes on with an alert;
-//! 6. the service recipient rate (users): 5.1.90 and a self-lifting restriction;
-//! 7. accept and count.
+//! 3. the per-message recipient limit, over the message's calls while it is in flight
+//!    (however they interleave with other messages): 5.5.3, nothing counted;
+//! 4. the service message rate (users, relays): 4.4.2 deferral for a new message (an id not
+//!    in flight, or no id), nothing counted; a call continuing a message is never deferred;
+//! 5. the outbound policy's (or connector's) limits, for a user or relay the stricter of the
+//!    submitter's and the sender's policies (`applied`): under a blocking action the
+//!    submission is refused and starts the restriction; under `Alert`, or on the day of an
+//!    admin unblock, it goes on with an alert;
+//! 6. the service recipient rate (users, relays): 5.1.90 and a self-lifting restriction;
+//! 7. accept and count: the recipients in every window, a new message in the message rate,
+//!    and the message (if it has an id) as seen now in the messages in flight.
 
 use crate::addr;
 use crate::alert;
@@ -19,17 +23,61 @@ use crate::limits::{LimitKey, Limits, OutboundAction};
 use crate::reply;
 use crate::restriction::{self, SERVICE_POLICY};
 use crate::scope;
-use crate::state::{self, CurrentMessage, StoredKind, StoredRestriction};
+use crate::state::{self, StoredKind, StoredRestriction};
 use crate::time::{next_utc_midnight, utc_day};
 use crate::types::*;
 use crate::window;
 
-/// The limits that apply to a submission, and whose they are.
+/// The limits that apply to a submission, and, per limit, the policy (or connector) that set
+/// it, for the evidence.
 struct Applied<'a> {
-    name: &'a str,
     limits: Limits,
+    /// Who set `external_per_hour`, `internal_per_hour` and `per_day`, in that order.
+    sources: [&'a str; 3],
 }
 
+impl<'a> Applied<'a> {
+    fn one(name: &'a str, limits: Limits) -> Self {
+        Applied {
+            limits,
+            sources: [name; 3],
+        }
+    }
+
+    /// The stricter of two policies, limit by limit: the lower threshold (on a tie, `self`'s),
+    /// and the stronger action. A limit of 0 in the configuration is the service default's
+    /// value by now (see `config`), and is compared as that number.
+    fn stricter(self, other: Applied<'a>) -> Self {
+        let mut out = self;
+        for (i, key) in POLICY_LIMITS.into_iter().enumerate() {
+            if other.limits.threshold(key) < out.limits.threshold(key) {
+                out.limits.set_threshold(key, other.limits.threshold(key));
+                out.sources[i] = other.sources[i];
+            }
+        }
+        out.limits.action = out.limits.action.stronger(other.limits.action);
+        out
+    }
+
+    /// Who set limit `key`.
+    fn source(&self, key: LimitKey) -> &'a str {
+        let i = POLICY_LIMITS.iter().position(|&k| k == key).unwrap_or(0);
+        self.sources[i]
+    }
+}
+
+/// The outbound policy's limits, in the order they are checked.
+const POLICY_LIMITS: [LimitKey; 3] = [
+    LimitKey::ExternalPerHour,
+    LimitKey::InternalPerHour,
+    LimitKey::PerDay,
+];
+
+/// The limits for a submission. A connector has its own. For a user (or relay) the policy is
+/// chosen by who submits: the scoped policy of the submitter (`entity.id`, for a relay its
+/// envelope sender) and, when the submission's `sender` is another address (Send As), the
+/// stricter of that and the sender's policy, so no envelope sender can choose a more lenient
+/// policy than the submitter's own. A blank submitter or sender leaves the other alone.
 fn applied<'a>(cfg: &'a Config, sub: &'a Submission) -> Applied<'a> {
     match sub.entity.kind {
         EntityKind::Connector => {
@@ -39,40 +87,42 @@ fn applied<'a>(cfg: &'a Config, sub: &'a Submission) -> Applied<'a> {
                 .iter()
                 .find(|c| c.id.eq_ignore_ascii_case(id))
             {
-                Some(c) => Applied {
-                    name: &c.id,
-                    limits: c.limits,
-                },
+                Some(c) => Applied::one(&c.id, c.limits),
                 // A connector the configuration no longer lists: service defaults.
-                None => Applied {
-                    name: id,
-                    limits: Limits::SERVICE_DEFAULT,
-                },
+                None => Applied::one(id, Limits::SERVICE_DEFAULT),
             }
         }
         EntityKind::User | EntityKind::Relay => {
-            // Send As: the policy follows the From address; counts stay with the entity.
-            let mut sender = addr::normalize(&sub.sender);
-            if sender.is_empty() {
-                sender = addr::normalize(&sub.entity.id);
-            }
-            let p = scope::select(cfg, &sender);
-            Applied {
-                name: &p.name,
-                limits: p.limits,
+            let submitter = addr::normalize(&sub.entity.id);
+            let sender = addr::normalize(&sub.sender);
+            let policy = |who: &str| {
+                let p = scope::select(cfg, who);
+                Applied::one(&p.name, p.limits)
+            };
+            match (
+                submitter.is_empty(),
+                sender.is_empty() || sender == submitter,
+            ) {
+                (false, true) => policy(&submitter),
+                (false, false) => policy(&submitter).stricter(policy(&sender)),
+                (true, false) => policy(&sender),
+                (true, true) => policy(""),
             }
         }
     }
 }
 
-/// Split recipients into (external, internal). Internal: the domain is an accepted domain.
-/// Malformed recipients (no domain) count as external, the stricter side.
+/// Split recipients into (external, internal). Internal: the domain is an accepted domain and
+/// the address has no routing syntax (`%`, `!`, a source route `@a:b@c`: an accepted domain
+/// would relay it on elsewhere). Malformed recipients (no domain) count as external, the
+/// stricter side.
 fn classify(cfg: &Config, recipients: &[String]) -> (u32, u32) {
     let internal = recipients
         .iter()
         .filter(|r| {
             let n = addr::normalize(r);
-            addr::domain(&n).is_some_and(|d| cfg.accepted_domains.contains(d))
+            !addr::has_routing_syntax(&n)
+                && addr::domain(&n).is_some_and(|d| cfg.accepted_domains.contains(d))
         })
         .count();
     let external = recipients.len() - internal;
@@ -170,12 +220,10 @@ fn decide(
         return accept(change);
     }
 
-    // 3. Recipients per message, over the run of calls sharing the message id.
+    // 3. Recipients per message, over the calls sharing the message id while it is in
+    // flight, however they interleave with the entity's other messages.
     let id_hash = sub.message_id.as_deref().map(state::message_hash);
-    let continuing = match (id_hash, st.counters.message) {
-        (Some(h), Some(m)) if m.id == h => Some(m.recipients),
-        _ => None,
-    };
+    let continuing = id_hash.and_then(|h| st.counters.in_flight(h));
     let n = u32::try_from(sub.recipients.len()).unwrap_or(u32::MAX);
     let message_total = continuing.unwrap_or(0).saturating_add(n);
     if message_total > cfg.max_recipients_per_message {
@@ -195,6 +243,7 @@ fn decide(
     let (external, internal) = classify(cfg, &sub.recipients);
     let applied = applied(cfg, sub);
     let c = &st.counters;
+    // In POLICY_LIMITS order.
     let checks = [
         (
             LimitKey::ExternalPerHour,
@@ -238,7 +287,7 @@ fn decide(
             st.counters.alerted |= key.alert_bit();
             alerts.push(alert::limit_exceeded(
                 &sub.entity,
-                applied.name,
+                applied.source(key),
                 key,
                 threshold,
                 observed,
@@ -252,7 +301,7 @@ fn decide(
     {
         let r = StoredRestriction {
             kind,
-            policy: applied.name.to_string(),
+            policy: applied.source(key).to_string(),
             limit: key,
             threshold,
             observed,
@@ -315,9 +364,12 @@ fn decide(
     if continuing.is_none() {
         window::add(&mut c.messages_minute, 1);
     }
-    c.message = id_hash.map(|id| CurrentMessage {
-        id,
-        recipients: message_total,
-    });
+    if let Some(id) = id_hash {
+        let keep = match sub.entity.kind {
+            EntityKind::Connector => state::MAX_IN_FLIGHT_CONNECTOR,
+            EntityKind::User | EntityKind::Relay => state::MAX_IN_FLIGHT,
+        };
+        c.saw_message(id, message_total, keep);
+    }
     accept(change)
 }

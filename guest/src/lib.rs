@@ -54,7 +54,8 @@ impl Policy {
         &self.config
     }
 
-    /// The encoding of the state this policy writes: `quench-default/1`.
+    /// The encoding of the state this policy writes: `quench-default/2` (it also reads
+    /// `quench-default/1` states, see [`state`]).
     pub fn state_format(&self) -> &'static str {
         state::FORMAT
     }

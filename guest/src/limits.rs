@@ -119,6 +119,24 @@ impl OutboundAction {
         }
     }
 
+    /// How strong the action is: `BlockUser` > `BlockUserForToday` > `Alert`.
+    fn strength(self) -> u8 {
+        match self {
+            OutboundAction::Alert => 0,
+            OutboundAction::BlockUserForToday => 1,
+            OutboundAction::BlockUser => 2,
+        }
+    }
+
+    /// The stronger of two actions (when two policies apply, the stricter wins).
+    pub fn stronger(self, other: OutboundAction) -> OutboundAction {
+        if other.strength() > self.strength() {
+            other
+        } else {
+            self
+        }
+    }
+
     /// Parse a configuration value, case-insensitively.
     pub fn parse(s: &str) -> Option<OutboundAction> {
         [
@@ -161,6 +179,16 @@ impl Limits {
             LimitKey::InternalPerHour => self.internal_per_hour,
             LimitKey::PerDay => self.per_day,
             LimitKey::RecipientRate => u32::MAX,
+        }
+    }
+
+    /// Set one of the policy limits (the service recipient rate is not one: ignored).
+    pub fn set_threshold(&mut self, key: LimitKey, value: u32) {
+        match key {
+            LimitKey::ExternalPerHour => self.external_per_hour = value,
+            LimitKey::InternalPerHour => self.internal_per_hour = value,
+            LimitKey::PerDay => self.per_day = value,
+            LimitKey::RecipientRate => {}
         }
     }
 }

@@ -26,6 +26,15 @@ pub const CONNECTOR_RECOMMENDATIONS: &[&str] = &[
     "Check the relay's queues and logs for spam that is still waiting to be sent.",
 ];
 
+/// What to check before trusting a relay again: the envelope sender of an unauthenticated
+/// client on a trusted network has no account to secure; the host behind it is the suspect.
+pub const RELAY_RECOMMENDATIONS: &[&str] = &[
+    "Find the host on the trusted network that sends with this envelope sender: the MTA's log shows the client address of its refused messages.",
+    "Check that host for a compromised web application, script or device (a contact form, a CMS plugin, a cron job, a printer or scanner) and for leaked credentials.",
+    "Check the MTA's queue for spam from this sender that is still waiting to be sent.",
+    "Consider making the host authenticate (SASL) or defining it as a connector, so its mail is counted on an identity you can trace.",
+];
+
 /// Lift a restriction if the role and the unblock limit allow it.
 pub fn unblock(
     cfg: &Config,
@@ -87,8 +96,8 @@ pub fn unblock(
     lifted.changed = now;
     let recommendations = match req.entity.kind {
         EntityKind::User => USER_RECOMMENDATIONS,
-        // A relay is a host on a trusted network: check the host, as for a connector.
-        EntityKind::Connector | EntityKind::Relay => CONNECTOR_RECOMMENDATIONS,
+        EntityKind::Relay => RELAY_RECOMMENDATIONS,
+        EntityKind::Connector => CONNECTOR_RECOMMENDATIONS,
     };
     Ok(UnblockGranted {
         state: state::encode(&st),

@@ -306,3 +306,35 @@ fn odd_but_legal_inputs() {
     assert!(status.contains("Final-Recipient: rfc822; unknown@invalid"));
     assert!(raw.contains("To: undisclosed-recipients:;"));
 }
+
+#[test]
+fn restricted_relay_bounce() {
+    // A relay (unauthenticated client on a trusted network) restricted as app@contoso.com.
+    let mut h = H::new(&limits_config(1, 100, 100, "BlockUserForToday"));
+    h.send_relayed("app@contoso.com", None, ext(1), at(0, 9, 0, 0));
+    let r = h
+        .send_relayed("app@contoso.com", Some("Q-5"), ext(1), at(0, 9, 1, 0))
+        .restriction
+        .unwrap();
+    assert_eq!(r.entity, relayed("app@contoso.com"));
+    let mut req = request(
+        reply(550, "5.1.8", "Access denied, bad outbound sender"),
+        Some(r),
+    );
+    req.original_sender = "app@contoso.com".into();
+    let (human, status, _) = check(&policy().render_bounce(&req));
+    assert!(status.contains("Status: 5.1.8"));
+    for needle in [
+        "trusted network",
+        "without signing in",
+        "web application, script or device",
+        "after 2026-11-24T00:00:00Z",
+        "Q-5",
+        "`quench blocked-relay remove app@contoso.com --reason \"...\"`",
+    ] {
+        assert!(human.contains(needle), "{needle} missing from:\n{human}");
+    }
+    for absent in ["blocked-sender", "MFA", "password"] {
+        assert!(!human.contains(absent), "{absent} in:\n{human}");
+    }
+}

@@ -17,7 +17,7 @@ fn fields(text: &str) -> Vec<String> {
 #[test]
 fn empty_and_example_configs_are_valid() {
     let p = Policy::from_config("").unwrap();
-    assert_eq!(p.state_format(), "quench-default/1");
+    assert_eq!(p.state_format(), "quench-default/2");
     assert!(p.connectors().is_empty());
     let c = p.config();
     assert_eq!((c.unblock.count, c.unblock.window_days), (3, 30));

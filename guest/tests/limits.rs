@@ -302,7 +302,7 @@ fn unblock_clears_the_windows_that_tripped() {
 }
 
 #[test]
-fn send_as_picks_the_policy_by_from_and_counts_on_the_submitter() {
+fn send_as_is_held_to_the_stricter_policy_and_counts_on_the_submitter() {
     let cfg = r#"
 accepted_domains = ["contoso.com"]
 [[outbound]]
@@ -318,35 +318,166 @@ action_when_threshold_reached = "BlockUser"
 "#;
     let mut h = H::new(cfg);
     let alice = "alice@contoso.com";
-    // As the shared mailbox: its policy (100/h) applies, so 3 and then 5 more are fine.
+    // As the shared mailbox: its lenient policy (100/h) cannot lift alice's own (3/h).
     assert_eq!(
         v(&h.send_as(alice, "shared@contoso.com", ext(3), at(0, 9, 0, 0))),
         V::Ok
     );
-    assert_eq!(
-        v(&h.send_as(alice, "Shared@Contoso.com", ext(5), at(0, 9, 1, 0))),
-        V::Ok
-    );
-    // As herself: the default policy (3/h), and the 8 recipients sent as shared are hers.
-    let d = h.send_as(alice, alice, ext(1), at(0, 9, 2, 0));
+    let d = h.send_as(alice, "Shared@Contoso.com", ext(1), at(0, 9, 1, 0));
     assert_eq!(v(&d), V::Reject("5.1.8"));
     let r = d.restriction.unwrap();
     assert_eq!(r.entity, user(alice));
-    assert_eq!(r.evidence.policy, "Default");
-    assert_eq!(r.evidence.observed, 9);
+    assert_eq!(
+        r.evidence.policy, "Default",
+        "the policy of the tripped limit"
+    );
+    assert_eq!((r.evidence.threshold, r.evidence.observed), (3, 4));
     // The restriction is alice's, whoever she sends as; the shared mailbox has no state.
     assert_eq!(
-        v(&h.send_as(alice, "shared@contoso.com", ext(1), at(0, 9, 3, 0))),
+        v(&h.send_as(alice, alice, ext(1), at(0, 9, 3, 0))),
         V::Reject("5.1.8")
     );
     assert!(!h.states.contains_key(&user("shared@contoso.com")));
-    // An empty sender (null reverse path) falls back to the entity for policy selection.
+    // The shared mailbox sending for itself: its own policy.
     let mut h = H::new(cfg);
-    h.send_as("shared@contoso.com", "", ext(50), at(0, 9, 0, 0));
     assert_eq!(
-        v(&h.send_as("shared@contoso.com", "<>", ext(50), at(0, 9, 1, 0))),
+        v(&h.send("shared@contoso.com", ext(50), at(0, 9, 0, 0))),
         V::Ok
     );
+    // An empty sender (null reverse path) falls back to the entity for policy selection.
+    h.send_as("shared@contoso.com", "", ext(25), at(0, 9, 1, 0));
+    assert_eq!(
+        v(&h.send_as("shared@contoso.com", "<>", ext(25), at(0, 9, 2, 0))),
+        V::Ok
+    );
+}
+
+#[test]
+fn a_scoped_user_cannot_escape_by_choosing_another_sender() {
+    let cfg = r#"
+accepted_domains = ["contoso.com"]
+[[outbound]]
+name = "Strict"
+from = ["svc@contoso.com"]
+recipient_limit_external_per_hour = 2
+action_when_threshold_reached = "BlockUser"
+[[outbound]]
+name = "Default"
+recipient_limit_external_per_hour = 50
+action_when_threshold_reached = "BlockUserForToday"
+"#;
+    for sender in [
+        "svc2+x@contoso.com",
+        "other@contoso.com",
+        "someone@fabrikam.com",
+        "not an address",
+    ] {
+        let mut h = H::new(cfg);
+        let svc = "svc@contoso.com";
+        assert_eq!(
+            v(&h.send_as(svc, sender, ext(2), at(0, 9, 0, 0))),
+            V::Ok,
+            "{sender}"
+        );
+        let d = h.send_as(svc, sender, ext(1), at(0, 9, 0, 1));
+        assert_eq!(v(&d), V::Reject("5.1.8"), "{sender}");
+        let r = d.restriction.unwrap();
+        assert_eq!(r.evidence.policy, "Strict", "{sender}");
+        assert_eq!(r.evidence.threshold, 2, "{sender}");
+        assert_eq!(
+            r.kind,
+            RestrictionKind::BlockUser,
+            "{sender}: stronger action"
+        );
+        assert_eq!(r.expires, None);
+    }
+}
+
+#[test]
+fn stricter_of_two_policies_is_per_limit_with_the_stronger_action() {
+    // The submitter's policy is strict on external mail but alerts only; the sender's is
+    // strict on internal mail and blocks for the day.
+    let cfg = r#"
+accepted_domains = ["contoso.com"]
+[[outbound]]
+name = "Submitter"
+from = ["alice@contoso.com"]
+recipient_limit_external_per_hour = 2
+recipient_limit_internal_per_hour = 100
+recipient_limit_per_day = 0
+action_when_threshold_reached = "Alert"
+[[outbound]]
+name = "Sender"
+from = ["team@contoso.com"]
+recipient_limit_external_per_hour = 50
+recipient_limit_internal_per_hour = 3
+recipient_limit_per_day = 5000
+action_when_threshold_reached = "BlockUserForToday"
+"#;
+    let alice = "alice@contoso.com";
+    let team = "team@contoso.com";
+    // External: the submitter's 2, under the sender's BlockUserForToday.
+    let mut h = H::new(cfg);
+    h.send_as(alice, team, ext(2), at(0, 9, 0, 0));
+    let d = h.send_as(alice, team, ext(1), at(0, 9, 0, 1));
+    assert_eq!(v(&d), V::Reject("5.1.8"));
+    let r = d.restriction.unwrap();
+    assert_eq!(r.kind, RestrictionKind::BlockUserForToday);
+    assert_eq!(
+        (r.evidence.policy.as_str(), r.evidence.limit.as_str()),
+        ("Submitter", "recipient_limit_external_per_hour")
+    );
+    assert!(d.alerts.iter().any(|a| a.summary.contains("\"Submitter\"")));
+    // Internal: the sender's 3.
+    let mut h = H::new(cfg);
+    h.send_as(alice, team, int(3), at(0, 9, 0, 0));
+    let r = h
+        .send_as(alice, team, int(1), at(0, 9, 0, 1))
+        .restriction
+        .unwrap();
+    assert_eq!(
+        (r.evidence.policy.as_str(), r.evidence.threshold),
+        ("Sender", 3)
+    );
+    // 0 is the service default's value (1000 a day), compared as that number: lower than
+    // the other policy's 5000, whichever side it is on.
+    for (own, other, want) in [(0, 5000, "Submitter"), (5000, 0, "Sender")] {
+        let cfg = format!(
+            r#"
+[[outbound]]
+name = "Submitter"
+from = ["alice@contoso.com"]
+recipient_limit_external_per_hour = 10000
+recipient_limit_per_day = {own}
+[[outbound]]
+name = "Sender"
+from = ["team@contoso.com"]
+recipient_limit_external_per_hour = 10000
+recipient_limit_per_day = {other}
+"#
+        );
+        let mut h = H::new(&cfg);
+        h.send_as(alice, team, ext(500), at(0, 9, 0, 0));
+        h.send_as(alice, team, ext(500), at(0, 9, 1, 0));
+        let r = h
+            .send_as(alice, team, ext(1), at(0, 9, 2, 0))
+            .restriction
+            .expect("the day limit trips");
+        assert_eq!(
+            (
+                r.evidence.policy.as_str(),
+                r.evidence.limit.as_str(),
+                r.evidence.threshold
+            ),
+            (want, "recipient_limit_per_day", 1000)
+        );
+    }
+    // Without Send As only the submitter's own policy applies: Alert, nothing blocks.
+    let mut h = H::new(cfg);
+    h.send(alice, ext(2), at(0, 9, 0, 0));
+    let d = h.send(alice, ext(5), at(0, 9, 0, 1));
+    assert_eq!(v(&d), V::Ok);
+    assert_eq!(alert_names(&d), vec!["Email sending limit exceeded"]);
 }
 
 #[test]
@@ -380,11 +511,11 @@ recipient_limit_external_per_hour = 1
     }
 }
 
-/// Which policy applies to `sender`: trip limit 1 and read the evidence.
+/// Which policy applies to `sender` sending as itself: trip limit 1 and read the evidence.
 fn policy_for(cfg: &str, sender: &str) -> String {
     let mut h = H::new(cfg);
     for i in 0..20 {
-        let d = h.send_as("submitter@contoso.com", sender, ext(1), at(0, 9, i, 0));
+        let d = h.send_as(sender, sender, ext(1), at(0, 9, i, 0));
         if let Some(r) = d.restriction {
             return r.evidence.policy;
         }

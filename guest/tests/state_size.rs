@@ -23,6 +23,52 @@ fn typical_and_busy_entities_stay_small() {
     println!("typical entity: {typical} bytes at the end of the day, {max} at most");
     assert!(max < 128, "typical entity state {max} bytes");
 
+    // A busy sender with messages in flight: 8 messages at once over 8 connections, 20
+    // recipients each, their calls interleaved, a batch every 2 minutes for an hour (so
+    // earlier batches are still in flight, up to the cap of 16).
+    let mut h = H::new("accepted_domains = ['contoso.com']");
+    let b = "bulk@contoso.com";
+    let mut in_flight_max = 0;
+    for batch in 0..30i64 {
+        let t = at(0, 9, 0, 0) + batch * 120;
+        for r in 0..20usize {
+            for m in 0..8 {
+                let rcpt = if r % 2 == 0 { int(r + 1) } else { ext(r + 1) };
+                h.send_part(
+                    b,
+                    &format!("4Xq{batch:03}{m}"),
+                    vec![rcpt[r].clone()],
+                    t + r as i64,
+                );
+                in_flight_max = in_flight_max.max(h.state(&user(b)).len());
+            }
+        }
+    }
+    println!("busy sender, 8 messages in flight per batch: {in_flight_max} bytes at most");
+    assert!(in_flight_max < 256, "in-flight state {in_flight_max} bytes");
+
+    // A connector relaying 64 messages at once (the most it keeps in flight), ids of 11
+    // characters, 10 recipients each, calls spread over two minutes.
+    let mut h = H::new("accepted_domains = ['contoso.com']");
+    let relay = connector("scanner-relay");
+    for r in 0..10usize {
+        for m in 0..64i64 {
+            let sub = Submission {
+                entity: relay.clone(),
+                sender: format!("user{m}@contoso.com"),
+                recipients: vec![ext(r + 1)[r].clone()],
+                message_id: Some(format!("4Xq{m:08}")),
+            };
+            h.submit(sub, at(0, 9, 0, 0) + (r as i64) * 12 + m / 8);
+        }
+    }
+    let connector_state = h.state(&relay).len();
+    println!("connector with 64 messages in flight: {connector_state} bytes");
+    assert!(
+        connector_state < 600,
+        "connector state {connector_state} bytes"
+    );
+
     // Worst case: every bucket of every window in use with multi-byte counts, a restriction
     // with a long message id, and a full unblock history.
     let cfg = "accepted_domains = ['contoso.com']\nunblock_limit = { count = 50, window_days = 365 }\n[[outbound]]\nname = 'Default'\nrecipient_limit_external_per_hour = 10000\nrecipient_limit_internal_per_hour = 10000\nrecipient_limit_per_day = 10000";

@@ -29,11 +29,13 @@ struct Line {
     sender: Option<String>,
     submitter: Option<String>,
     connector: Option<String>,
+    relay: Option<String>,
     #[serde(default)]
     recipients: Vec<String>,
     message_id: Option<String>,
     unblock: Option<String>,
     unblock_connector: Option<String>,
+    unblock_relay: Option<String>,
     role: Option<String>,
     reason: Option<String>,
     admin: Option<String>,
@@ -181,18 +183,22 @@ impl Simulator {
     fn try_answer(&mut self, line: &str) -> Result<Answer> {
         let line: Line = serde_json::from_str(line).context("not a simulation line")?;
         let now = crate::time::parse(&line.at)?;
-        if line.unblock.is_some() || line.unblock_connector.is_some() {
+        if line.unblock.is_some()
+            || line.unblock_connector.is_some()
+            || line.unblock_relay.is_some()
+        {
             return Ok(Answer::Unblock(self.unblock(line, now)?));
         }
         let sender = line
             .sender
             .as_deref()
             .context("a submission line needs `sender`")?;
-        let entity = match (&line.connector, &line.submitter) {
-            (Some(_), Some(_)) => bail!("give `submitter` or `connector`, not both"),
-            (Some(connector), None) => Entity::connector(connector),
-            (None, Some(submitter)) => Entity::user(submitter),
-            (None, None) => Entity::user(sender),
+        let entity = match (&line.connector, &line.submitter, &line.relay) {
+            (Some(connector), None, None) => Entity::connector(connector),
+            (None, Some(submitter), None) => Entity::user(submitter),
+            (None, None, Some(relay)) => Entity::relay(relay),
+            (None, None, None) => Entity::user(sender),
+            _ => bail!("give one of `submitter`, `connector` and `relay`, not several"),
         };
         let submission = Submission {
             entity,
@@ -230,10 +236,13 @@ impl Simulator {
     }
 
     fn unblock(&mut self, line: Line, now: i64) -> Result<UnblockAnswer> {
-        let entity = match (&line.unblock, &line.unblock_connector) {
-            (Some(user), None) => Entity::user(user),
-            (None, Some(connector)) => Entity::connector(connector),
-            _ => bail!("give `unblock` or `unblock_connector`, not both"),
+        let entity = match (&line.unblock, &line.unblock_connector, &line.unblock_relay) {
+            (Some(user), None, None) => Entity::user(user),
+            (None, Some(connector), None) => Entity::connector(connector),
+            (None, None, Some(relay)) => Entity::relay(relay),
+            _ => {
+                bail!("give one of `unblock`, `unblock_connector` and `unblock_relay`, not several")
+            }
         };
         let role = parse_role(
             line.role

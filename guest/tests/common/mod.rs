@@ -31,6 +31,14 @@ pub fn connector(id: &str) -> Entity {
     }
 }
 
+/// The envelope sender of an unauthenticated client on a trusted network.
+pub fn relayed(id: &str) -> Entity {
+    Entity {
+        kind: EntityKind::Relay,
+        id: id.to_string(),
+    }
+}
+
 /// `n` distinct external recipients (fabrikam.com), numbered from `from`.
 pub fn ext(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("r{i}@fabrikam.com")).collect()
@@ -111,6 +119,26 @@ impl H {
         )
     }
 
+    /// A relay entity (unauthenticated, trusted network) sends with envelope sender `id`.
+    pub fn send_relayed(
+        &mut self,
+        id: &str,
+        message_id: Option<&str>,
+        recipients: Vec<String>,
+        now: i64,
+    ) -> Decision {
+        self.submit(
+            Submission {
+                entity: relayed(id),
+                sender: id.to_string(),
+                recipients,
+                message_id: message_id.map(str::to_string),
+            },
+            now,
+        )
+    }
+
+    /// A connector relays one message.
     pub fn relay(&mut self, id: &str, recipients: Vec<String>, now: i64) -> Decision {
         self.submit(
             Submission {
