@@ -115,6 +115,7 @@ fn a_0_1_component_loads_decides_restricts_unblocks_describes_and_bounces() {
         role,
         admin: "ops".into(),
         reason: "password reset".into(),
+        grace: quench::UnblockGrace::RestOfDay,
     };
     let refused = policy
         .unblock(&state, &request(Role::GlobalReader), MONDAY_10AM + 60)

@@ -349,6 +349,7 @@ impl Runner {
                     role: *role,
                     admin: "vectors".into(),
                     reason: "test".into(),
+                    grace: quench::UnblockGrace::RestOfDay,
                 };
                 let key = request.entity.key();
                 let native_state = self.native_states.get(&key).cloned().unwrap_or_default();

@@ -200,6 +200,7 @@ fuzz_target!(|session: Session| {
                     role: Role::ALL[usize::from(role) % Role::ALL.len()],
                     admin,
                     reason: String::new(),
+                    grace: quench::UnblockGrace::RestOfDay,
                 };
                 let answer = sandbox
                     .unblock(&state, &request, now)

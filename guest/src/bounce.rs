@@ -424,8 +424,10 @@ fn human_part(
         t.push_str(s);
         t.push_str(CRLF);
     };
-    line("Your message couldn't be delivered.");
-    line("");
+    if !matches!(case, Case::Restricted(_)) {
+        line("Your message couldn't be delivered.");
+        line("");
+    }
     let (what, user_fix, admin_fix): (String, Vec<String>, Vec<String>) = match case {
         Case::Restricted(r) => {
             let until = match r.and_then(|r| r.expires) {
@@ -433,7 +435,11 @@ fn human_part(
                 None => "The restriction lasts until your email admin removes it.".to_string(),
             };
             (
-                "You weren't recognized as a valid sender: your account sent more mail than its outbound policy allows, so it is restricted from sending email. The most common reason is that the account is compromised and sending spam.".to_string(),
+                // EOP's wording for 5.1.8, word for word (the NDR reference quotes it).
+                format!(
+                    "Your message couldn't be delivered because you weren't recognized as a valid sender. The most common reason for this is that your email address is suspected of sending spam and it's no longer allowed to send email. Contact your email admin for assistance. Remote Server returned '{} {} {}'",
+                    reply.code, reply.status, reply.text
+                ),
                 vec![
                     "Contact your email admin and tell them you got this message.".to_string(),
                     until,

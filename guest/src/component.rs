@@ -61,6 +61,7 @@ impl w::GuestEngine for crate::Policy {
             role: request.role.into(),
             admin: request.admin,
             reason: request.reason,
+            grace: request.grace.into(),
         };
         crate::Policy::unblock(self, &state, &request, now)
             .map(|g| w::UnblockGranted {
@@ -130,11 +131,13 @@ mirror_enum!(
     w::RestrictionChange,
     [None, Started, Changed, Lifted]
 );
+mirror_enum!(t::UnblockGrace, w::UnblockGrace, [RestOfDay, None]);
 mirror_enum!(t::Severity, w::Severity, [Informational, Low, Medium, High]);
 mirror_enum!(
     t::Role,
     w::Role,
     [
+        GlobalAdministrator,
         OrganizationManagement,
         SecurityAdministrator,
         GlobalReader,

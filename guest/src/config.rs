@@ -506,27 +506,20 @@ impl LimitFields {
         true
     }
 
-    /// Explicit value, else the preset's, else the service default; 0 = service default.
+    /// Explicit value, else the preset's, else quench's default (the `standard` preset's
+    /// numbers). An explicit 0 is EOP's "the service defaults are used": the policy adds no
+    /// limit of its own ([`limits::NO_LIMIT`]), and only the service limits apply.
     fn resolve(&self) -> Limits {
         let base = self.preset.map_or(Limits::SERVICE_DEFAULT, |p| p.limits);
-        let pick = |explicit: Option<u32>, preset: u32, default: u32| match explicit {
-            Some(0) => default,
+        let pick = |explicit: Option<u32>, preset: u32| match explicit {
+            Some(0) => limits::NO_LIMIT,
             Some(n) => n,
             None => preset,
         };
-        let d = Limits::SERVICE_DEFAULT;
         Limits {
-            external_per_hour: pick(
-                self.external_per_hour,
-                base.external_per_hour,
-                d.external_per_hour,
-            ),
-            internal_per_hour: pick(
-                self.internal_per_hour,
-                base.internal_per_hour,
-                d.internal_per_hour,
-            ),
-            per_day: pick(self.per_day, base.per_day, d.per_day),
+            external_per_hour: pick(self.external_per_hour, base.external_per_hour),
+            internal_per_hour: pick(self.internal_per_hour, base.internal_per_hour),
+            per_day: pick(self.per_day, base.per_day),
             action: self.action.unwrap_or(base.action),
         }
     }

@@ -338,7 +338,7 @@ fn decide(
         }
         let target = limit.saturating_sub(n);
         let lifts = window::drops_to(&st.counters.rate_day, window::DAY, now, target);
-        st.restriction = Some(StoredRestriction {
+        let r = StoredRestriction {
             kind: StoredKind::ServiceDailyLimit,
             policy: SERVICE_POLICY.to_string(),
             limit: key,
@@ -347,7 +347,10 @@ fn decide(
             at: now,
             message_id: sub.message_id.as_deref().map(state::cap_message_id),
             expires: Some(lifts.max(now.saturating_add(1))),
-        });
+        };
+        // EOP adds a user over a service limit to Restricted users too, with the same alert.
+        alerts.push(alert::restricted(&sub.entity, &r));
+        st.restriction = Some(r);
         return refuse(
             Action::Reject,
             reply::daily_recipient_limit(),

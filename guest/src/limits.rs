@@ -149,8 +149,12 @@ impl OutboundAction {
     }
 }
 
-/// Effective limits of one outbound policy or connector, with 0 already resolved to the
-/// service defaults (so every limit here is at least 1).
+/// A policy limit set to 0 in the configuration: EOP's "the service defaults are used", i.e. the
+/// policy adds no limit of its own (no count reaches it) and only the service limits apply.
+pub const NO_LIMIT: u32 = u32::MAX;
+
+/// Effective limits of one outbound policy or connector, with 0 already resolved to
+/// [`NO_LIMIT`] (so every limit here is at least 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// External recipients per sliding hour.
@@ -164,7 +168,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The service defaults: what an empty configuration and every 0 mean.
+    /// quench's defaults: what a limit left out of the configuration means (the `standard`
+    /// preset's numbers). An explicit 0 means [`NO_LIMIT`] instead.
     pub const SERVICE_DEFAULT: Limits = Limits {
         external_per_hour: DEFAULT_EXTERNAL_PER_HOUR,
         internal_per_hour: DEFAULT_INTERNAL_PER_HOUR,

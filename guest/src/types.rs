@@ -127,6 +127,7 @@ pub struct Decision {
 /// The admin roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    GlobalAdministrator,
     OrganizationManagement,
     SecurityAdministrator,
     GlobalReader,
@@ -142,6 +143,16 @@ pub struct UnblockRequest {
     pub role: Role,
     pub admin: String,
     pub reason: String,
+    pub grace: UnblockGrace,
+}
+
+/// What follows an unblock: the rest-of-day exemption from the outbound policy's limits (EOP's
+/// behaviour), or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnblockGrace {
+    #[default]
+    RestOfDay,
+    None,
 }
 
 /// A granted unblock.

@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::limits::MAX_UNBLOCK_HISTORY;
 use crate::restriction::{self, unblock_usage};
 use crate::state::{self, StoredKind};
-use crate::time::{rfc3339, utc_day};
+use crate::time::utc_day;
 use crate::types::*;
 
 /// What to check before trusting a user account again (EOP's guidance for a compromised
@@ -43,7 +43,10 @@ pub fn unblock(
     now: Timestamp,
 ) -> Result<UnblockGranted, UnblockError> {
     match req.role {
-        Role::OrganizationManagement | Role::SecurityAdministrator | Role::Support => {}
+        Role::GlobalAdministrator
+        | Role::OrganizationManagement
+        | Role::SecurityAdministrator
+        | Role::Support => {}
         role @ (Role::GlobalReader
         | Role::SecurityReader
         | Role::ViewOnlyOrganizationManagement) => {
@@ -54,13 +57,6 @@ pub fn unblock(
     let Some(r) = st.restriction.clone().filter(|r| r.active(now)) else {
         return Err(UnblockError::NotRestricted);
     };
-    if r.kind == StoredKind::ServiceDailyLimit {
-        let at = r.expires.map_or_else(|| "later".to_string(), rfc3339);
-        return Err(UnblockError::NotUnblockable(format!(
-            "the service daily recipient limit can't be lifted by an admin; it lifts by itself at {at} as the 24-hour window moves"
-        )));
-    }
-
     let window = cfg.unblock.window_seconds();
     let since = now.saturating_sub(window);
     st.unblocks.retain(|&t| t > since);
@@ -87,9 +83,21 @@ pub fn unblock(
         st.unblocks.remove(0);
     }
     st.restriction = None;
-    st.exempt_day = Some(utc_day(now));
+    // EOP: exempt from the outbound policy's limits for the rest of the day, unless the admin
+    // chose no grace. The service limits apply either way.
+    st.exempt_day = match req.grace {
+        UnblockGrace::RestOfDay => Some(utc_day(now)),
+        UnblockGrace::None => None,
+    };
     st.counters.advance(now);
+    // Clear the windows that tripped: the policy's, and for a service-limit restriction the
+    // service's 24-hour recipient window too (else the next submission trips it again).
     st.counters.clear_policy_windows();
+    if r.kind == StoredKind::ServiceDailyLimit {
+        st.counters.rate_day.clear();
+    }
+    // Tripping again after an unblock alerts again.
+    st.counters.alerted = 0;
 
     let (unblocks_used, unblocks_left) = unblock_usage(cfg, &st.unblocks, now);
     let mut lifted = restriction::record(&r, &req.entity, (unblocks_used, unblocks_left));

@@ -155,6 +155,7 @@ action_when_threshold_reached = "BlockUser"
                     role: Role::Support,
                     admin: "a".into(),
                     reason: "r".into(),
+                    grace: Default::default(),
                 };
                 if let Ok(g) = p.unblock(&state, &req, t) {
                     state = g.state;

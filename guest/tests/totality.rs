@@ -110,6 +110,7 @@ recipient_limit_external_per_hour = 2
                     role: *r.pick(&roles),
                     admin: "a".into(),
                     reason: "r".into(),
+                    grace: Default::default(),
                 };
                 if let Ok(g) = p.unblock(&state, &req, now) {
                     state = g.state;

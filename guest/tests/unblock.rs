@@ -98,7 +98,7 @@ fn assert_still_restricted(h: &H, t: i64) {
 }
 
 #[test]
-fn not_restricted_and_not_unblockable() {
+fn not_restricted_and_service_limit_unblockable() {
     let mut h = H::new(&cfg(3, 30));
     assert_eq!(
         h.unblock(A, at(0, 9, 0, 0)).unwrap_err(),
@@ -118,17 +118,21 @@ fn not_restricted_and_not_unblockable() {
         h.unblock(A, at(2, 0, 0, 0)).unwrap_err(),
         UnblockError::NotRestricted
     );
-    // Service daily limit: lifts by itself, no admin unblock.
+    // Service daily limit: lifts by itself, and (as in EOP) an admin may lift it earlier,
+    // which counts against the unblock limit and clears the 24-hour window that tripped.
     let mut h = H::new("recipient_rate_limit = 1");
     h.send(A, ext(1), at(0, 9, 0, 0));
-    h.send(A, ext(1), at(0, 9, 1, 0));
-    match h
-        .unblock_as(&user(A), Role::Support, at(0, 9, 2, 0))
-        .unwrap_err()
-    {
-        UnblockError::NotUnblockable(why) => assert!(why.contains("lifts by itself"), "{why}"),
-        e => panic!("{e:?}"),
-    }
+    let d = h.send(A, ext(1), at(0, 9, 1, 0));
+    assert_eq!(
+        d.restriction.unwrap().kind,
+        RestrictionKind::ServiceDailyLimit
+    );
+    let g = h
+        .unblock_as(&user(A), Role::GlobalAdministrator, at(0, 9, 2, 0))
+        .unwrap();
+    assert_eq!(g.lifted.kind, RestrictionKind::ServiceDailyLimit);
+    assert_eq!(g.unblocks_used, 1);
+    assert!(h.send(A, ext(1), at(0, 9, 3, 0)).restriction.is_none());
 }
 
 #[test]
@@ -167,6 +171,7 @@ fn unreadable_state() {
         role: Role::Support,
         admin: "x".into(),
         reason: "y".into(),
+        grace: Default::default(),
     };
     for bytes in [vec![0u8], vec![2, 0, 0], vec![1, 1, 200], vec![1, 0, 0, 0]] {
         assert!(

@@ -19,7 +19,8 @@ wasmtime::component::bindgen!({
 pub use exports::quench::policy::policy::{
     Action, Alert, BounceRequest, ConfigError, ConnectorSpec, Decision, Entity, EntityKind,
     Evidence, Restriction, RestrictionChange, RestrictionKind, Role, Severity, SmtpReply,
-    Submission, UnblockError, UnblockGranted, UnblockLimitReached, UnblockRequest, Verdict,
+    Submission, UnblockError, UnblockGrace, UnblockGranted, UnblockLimitReached, UnblockRequest,
+    Verdict,
 };
 
 /// The interface a policy of this contract version exports.
@@ -89,7 +90,8 @@ impl SmtpReply {
 
 impl Role {
     /// Every role, in the order the contract lists them.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
+        Role::GlobalAdministrator,
         Role::OrganizationManagement,
         Role::SecurityAdministrator,
         Role::GlobalReader,
@@ -102,6 +104,7 @@ impl Role {
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = match self {
+            Role::GlobalAdministrator => "GlobalAdministrator",
             Role::OrganizationManagement => "OrganizationManagement",
             Role::SecurityAdministrator => "SecurityAdministrator",
             Role::GlobalReader => "GlobalReader",

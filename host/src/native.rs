@@ -86,6 +86,7 @@ impl NativePolicy {
         let request = g::UnblockRequest {
             entity: entity_in(&request.entity),
             role: match request.role {
+                b::Role::GlobalAdministrator => g::Role::GlobalAdministrator,
                 b::Role::OrganizationManagement => g::Role::OrganizationManagement,
                 b::Role::SecurityAdministrator => g::Role::SecurityAdministrator,
                 b::Role::GlobalReader => g::Role::GlobalReader,
@@ -95,6 +96,7 @@ impl NativePolicy {
             },
             admin: request.admin.clone(),
             reason: request.reason.clone(),
+            grace: grace_in(request.grace),
         };
         match self.policy.unblock(state, &request, now) {
             Ok(g) => Ok(b::UnblockGranted {
@@ -163,6 +165,7 @@ impl NativePolicy {
 
 fn role_out(role: g::Role) -> b::Role {
     match role {
+        g::Role::GlobalAdministrator => b::Role::GlobalAdministrator,
         g::Role::OrganizationManagement => b::Role::OrganizationManagement,
         g::Role::SecurityAdministrator => b::Role::SecurityAdministrator,
         g::Role::GlobalReader => b::Role::GlobalReader,
@@ -251,5 +254,12 @@ fn restriction_in(r: b::Restriction) -> g::Restriction {
         expires: r.expires,
         unblocks_used: r.unblocks_used,
         unblocks_left: r.unblocks_left,
+    }
+}
+
+fn grace_in(grace: b::UnblockGrace) -> g::UnblockGrace {
+    match grace {
+        b::UnblockGrace::RestOfDay => g::UnblockGrace::RestOfDay,
+        b::UnblockGrace::None => g::UnblockGrace::None,
     }
 }

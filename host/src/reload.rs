@@ -447,6 +447,9 @@ fn needs_no_restart(
     for key in changed_in::<crate::config::StoreConfig>(running, next, "store") {
         needs.push(format!("store.{key}"));
     }
+    for key in changed_in::<crate::ndr::NdrConfig>(running, next, "ndr") {
+        needs.push(format!("ndr.{key}"));
+    }
     if !needs.is_empty() {
         bail!(
             "{} changed, which needs a restart of quench serve (listeners, the data directory, \
@@ -535,11 +538,31 @@ fn changed_keys(running: &toml::Table, next: &toml::Table) -> Vec<String> {
     changed
 }
 
-/// Put `next` in force on `service` if its state format matches, or if `reset_state`.
+/// Whether a policy writing state format `new` reads the stored states of format `old`: the
+/// same format, or a later version of the same family (`quench-default/2` after
+/// `quench-default/1`), which the contract obliges to read its earlier versions. Going back to
+/// an earlier version, or to another family, cannot read what is stored.
+pub fn reads_format(new: &str, old: &str) -> bool {
+    if new == old {
+        return true;
+    }
+    let version = |format: &str| {
+        let (family, version) = format.rsplit_once('/')?;
+        Some((family.to_string(), version.parse::<u64>().ok()?))
+    };
+    matches!(
+        (version(new), version(old)),
+        (Some((new_family, new_version)), Some((old_family, old_version)))
+            if new_family == old_family && new_version > old_version
+    )
+}
+
+/// Put `next` in force on `service` if it reads the stored states (see [`reads_format`]), or if
+/// `reset_state`.
 pub fn swap(service: &Service, next: Sandbox, reset_state: bool) -> Result<Swapped> {
     let running = service.policy();
     let (old, new) = (running.sandbox.state_format(), next.state_format());
-    let formats_differ = old != new;
+    let formats_differ = !reads_format(new, old);
     if formats_differ {
         if !reset_state {
             bail!(
@@ -572,6 +595,18 @@ mod tests {
 
     fn table(text: &str) -> toml::Table {
         toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn later_versions_of_a_format_family_read_earlier_ones_only() {
+        assert!(reads_format("quench-default/2", "quench-default/1"));
+        assert!(reads_format("quench-default/2", "quench-default/2"));
+        assert!(reads_format("quench-default/10", "quench-default/9"));
+        assert!(!reads_format("quench-default/1", "quench-default/2"));
+        assert!(!reads_format("strict-ratio/2", "quench-default/1"));
+        assert!(!reads_format("quench-default/x", "quench-default/1"));
+        assert!(!reads_format("custom", "quench-default/1"));
+        assert!(reads_format("custom", "custom"));
     }
 
     #[test]

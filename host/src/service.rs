@@ -5,7 +5,7 @@
 
 use crate::bindings::{
     Action, Decision, Entity, EntityKind, Restriction, RestrictionChange, Role, Submission,
-    Timestamp, UnblockError, UnblockGranted, UnblockRequest,
+    Timestamp, UnblockError, UnblockGrace, UnblockGranted, UnblockRequest,
 };
 use crate::normalize;
 use crate::sandbox::{FailAction, Sandbox, SandboxError};
@@ -377,8 +377,9 @@ impl Service {
         }
     }
 
-    /// Ask the policy to lift `entity`'s restriction for an admin with `role`. The answer
-    /// takes effect on the entity's very next decision. Audited either way.
+    /// Ask the policy to lift `entity`'s restriction for an admin with `role`, with the
+    /// default grace (the rest of the UTC day exempt from the outbound policy's limits, as in
+    /// EOP). The answer takes effect on the entity's very next decision. Audited either way.
     pub fn unblock(
         &self,
         entity: &Entity,
@@ -387,12 +388,27 @@ impl Service {
         reason: &str,
         now: Timestamp,
     ) -> Result<Result<UnblockGranted, UnblockError>> {
+        self.unblock_with_grace(entity, role, admin, reason, UnblockGrace::RestOfDay, now)
+    }
+
+    /// [`unblock`](Self::unblock) with the admin's choice of `grace` (`None`: the limits apply
+    /// from the next submission).
+    pub fn unblock_with_grace(
+        &self,
+        entity: &Entity,
+        role: Role,
+        admin: &str,
+        reason: &str,
+        grace: UnblockGrace,
+        now: Timestamp,
+    ) -> Result<Result<UnblockGranted, UnblockError>> {
         let policy = self.policy();
         let request = UnblockRequest {
             entity: entity.clone(),
             role,
             admin: admin.to_string(),
             reason: reason.to_string(),
+            grace,
         };
         let mut answer = None;
         let stored = self.store.update(&entity.key(), &mut |state| {

@@ -38,6 +38,8 @@ struct Line {
     unblock_relay: Option<String>,
     role: Option<String>,
     reason: Option<String>,
+    /// `"rest-of-day"` (default) or `"none"`.
+    grace: Option<String>,
     admin: Option<String>,
 }
 
@@ -251,7 +253,14 @@ impl Simulator {
         )?;
         let admin = line.admin.unwrap_or_else(|| "simulate".into());
         let reason = line.reason.unwrap_or_default();
-        let answer = self.service.unblock(&entity, role, &admin, &reason, now)?;
+        let grace = match line.grace.as_deref() {
+            None | Some("rest-of-day") => crate::bindings::UnblockGrace::RestOfDay,
+            Some("none") => crate::bindings::UnblockGrace::None,
+            Some(other) => bail!("`grace` is \"rest-of-day\" or \"none\", not {other:?}"),
+        };
+        let answer = self
+            .service
+            .unblock_with_grace(&entity, role, &admin, &reason, grace, now)?;
         Ok(match answer {
             Ok(granted) => {
                 let lifted = Box::new(RestrictionView::from(&granted.lifted));

@@ -163,6 +163,7 @@ impl H {
             role,
             admin: "admin@contoso.com".into(),
             reason: "test".into(),
+            grace: Default::default(),
         };
         let r = self.policy.unblock(&self.state(e), &req, now);
         if let Ok(g) = &r {

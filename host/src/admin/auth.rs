@@ -76,11 +76,18 @@ pub fn hash_token(token: &str) -> String {
 pub fn may_unblock(role: Role) -> bool {
     matches!(
         role,
-        Role::OrganizationManagement | Role::SecurityAdministrator | Role::Support
+        Role::GlobalAdministrator
+            | Role::OrganizationManagement
+            | Role::SecurityAdministrator
+            | Role::Support
     )
 }
 
-/// Whether `role` may reload the policy.
+/// Whether `role` may reload the policy (Global Administrator has OrganizationManagement's
+/// rights).
 pub fn may_reload(role: Role) -> bool {
-    matches!(role, Role::OrganizationManagement)
+    matches!(
+        role,
+        Role::GlobalAdministrator | Role::OrganizationManagement
+    )
 }

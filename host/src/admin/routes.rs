@@ -395,14 +395,44 @@ fn describe(service: &Service, entity: &Entity, now: i64) -> Reply {
 
 /// The body of an unblock request.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct UnblockBody {
     reason: Option<String>,
+    /// `"rest-of-day"` (the default, as in EOP) or `"none"`.
+    #[serde(default)]
+    grace: GraceChoice,
+}
+
+/// The unblock body's `grace`, as the API spells it.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum GraceChoice {
+    #[default]
+    RestOfDay,
+    None,
+}
+
+impl From<GraceChoice> for crate::bindings::UnblockGrace {
+    fn from(choice: GraceChoice) -> Self {
+        match choice {
+            GraceChoice::RestOfDay => crate::bindings::UnblockGrace::RestOfDay,
+            GraceChoice::None => crate::bindings::UnblockGrace::None,
+        }
+    }
 }
 
 /// An unblock; `reason` may be empty, as Remove-BlockedSenderAddress takes the address alone
 /// (the audit record then says that no reason was given).
-fn unblock(service: &Service, caller: &Caller, entity: &Entity, reason: &str, now: i64) -> Reply {
-    let answer = service.unblock(entity, caller.role, &caller.name, reason, now);
+fn unblock(
+    service: &Service,
+    caller: &Caller,
+    entity: &Entity,
+    reason: &str,
+    grace: GraceChoice,
+    now: i64,
+) -> Reply {
+    let answer =
+        service.unblock_with_grace(entity, caller.role, &caller.name, reason, grace.into(), now);
     let (status, body) = match answer {
         Ok(Ok(granted)) => (
             StatusCode::OK,
@@ -600,8 +630,9 @@ async fn unblock_one(
     if let Some(refused) = entity_too_long(&entity) {
         return refused;
     }
-    let reason = match json_body(body) {
-        Ok(body) => body.and_then(|b| b.reason).unwrap_or_default(),
+    let (reason, grace) = match json_body(body) {
+        Ok(Some(body)) => (body.reason.unwrap_or_default(), body.grace),
+        Ok(None) => (String::new(), GraceChoice::default()),
         Err(rejection) => return rejection.into_response(),
     };
     let target = entity.clone();
@@ -611,7 +642,7 @@ async fn unblock_one(
         "unblock",
         Some(entity),
         Need::Unblock,
-        move |svc, caller, now| unblock(svc, caller, &target, &reason, now),
+        move |svc, caller, now| unblock(svc, caller, &target, &reason, grace, now),
     )
     .await
 }

@@ -43,17 +43,35 @@ mirror_enum!(
 );
 mirror_enum!(RestrictionChange, [None, Started, Changed, Lifted]);
 mirror_enum!(Severity, [Informational, Low, Medium, High]);
-mirror_enum!(
-    Role,
-    [
-        OrganizationManagement,
-        SecurityAdministrator,
-        GlobalReader,
-        SecurityReader,
-        ViewOnlyOrganizationManagement,
-        Support
-    ]
-);
+/// 0.1.0 has no Global Administrator: it has OrganizationManagement's rights, so an old
+/// policy sees that role.
+impl From<cur::Role> for old::Role {
+    fn from(role: cur::Role) -> Self {
+        match role {
+            cur::Role::GlobalAdministrator | cur::Role::OrganizationManagement => {
+                old::Role::OrganizationManagement
+            }
+            cur::Role::SecurityAdministrator => old::Role::SecurityAdministrator,
+            cur::Role::GlobalReader => old::Role::GlobalReader,
+            cur::Role::SecurityReader => old::Role::SecurityReader,
+            cur::Role::ViewOnlyOrganizationManagement => old::Role::ViewOnlyOrganizationManagement,
+            cur::Role::Support => old::Role::Support,
+        }
+    }
+}
+
+impl From<old::Role> for cur::Role {
+    fn from(role: old::Role) -> Self {
+        match role {
+            old::Role::OrganizationManagement => cur::Role::OrganizationManagement,
+            old::Role::SecurityAdministrator => cur::Role::SecurityAdministrator,
+            old::Role::GlobalReader => cur::Role::GlobalReader,
+            old::Role::SecurityReader => cur::Role::SecurityReader,
+            old::Role::ViewOnlyOrganizationManagement => cur::Role::ViewOnlyOrganizationManagement,
+            old::Role::Support => cur::Role::Support,
+        }
+    }
+}
 
 /// 0.1.0 has no relay: a relay is a user to an old policy.
 impl From<cur::EntityKind> for old::EntityKind {
@@ -239,6 +257,8 @@ impl From<&cur::UnblockRequest> for old::UnblockRequest {
             role: r.role.into(),
             admin: r.admin.clone(),
             reason: r.reason.clone(),
+            // 0.1.0 has no grace choice: an old policy always grants its own (the rest of the
+            // day, for the default policy).
         }
     }
 }

@@ -51,6 +51,10 @@ pub(crate) enum BlockedCommand {
         /// with Remove-BlockedSenderAddress, and the audit log then says none was given).
         #[arg(long)]
         reason: Option<String>,
+        /// No rest-of-day exemption: the outbound policy's limits apply from the next message
+        /// (by default an unblocked sender is exempt from them until UTC midnight, as in EOP).
+        #[arg(long)]
+        no_grace: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -168,6 +172,7 @@ pub(crate) fn run_blocked(collection: Collection, command: BlockedCommand) -> Re
         BlockedCommand::Remove {
             entity,
             reason,
+            no_grace,
             api,
         } => {
             let path = format!("/v1/{}/{}/unblock", collection.path(), encode(&entity));
@@ -175,7 +180,10 @@ pub(crate) fn run_blocked(collection: Collection, command: BlockedCommand) -> Re
                 &api,
                 "POST",
                 &path,
-                Some(json!({ "reason": reason.unwrap_or_default() })),
+                Some(json!({
+                    "reason": reason.unwrap_or_default(),
+                    "grace": if no_grace { "none" } else { "rest-of-day" },
+                })),
             )?;
             print_or(&api, &body, |r| {
                 let mut out = format!(

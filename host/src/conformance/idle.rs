@@ -94,6 +94,7 @@ fn histories(sandbox: &Sandbox) -> Result<Vec<History>, String> {
         role: Role::Support,
         admin: "conformance-kit".into(),
         reason: "idle check".into(),
+        grace: crate::bindings::UnblockGrace::RestOfDay,
     };
     let unblocked_at = driven.now + 60;
     if let Ok(Ok(granted)) = sandbox.unblock(&restricted, &request, unblocked_at) {

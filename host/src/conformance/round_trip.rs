@@ -100,6 +100,7 @@ pub(crate) fn check(loaded: &Loaded) -> Finding {
             role: Role::SecurityAdministrator,
             admin: "conformance-kit".into(),
             reason: "round trip".into(),
+            grace: crate::bindings::UnblockGrace::RestOfDay,
         };
         if let Ok(Err(UnblockError::InvalidState(why))) = loaded.warm.unblock(&state, &request, now)
         {

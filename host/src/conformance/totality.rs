@@ -47,6 +47,7 @@ pub(crate) fn check(loaded: &Loaded, options: &KitOptions) -> Finding {
                 role: Role::ALL[index / 4 % Role::ALL.len()],
                 admin: "conformance-kit".into(),
                 reason: case.submission.sender.clone(),
+                grace: crate::bindings::UnblockGrace::RestOfDay,
             };
             if let Err(fault) = sandbox.unblock(&case.state, &request, case.now) {
                 return failed(format!("unblock failed: {}", super::fault(&fault)));

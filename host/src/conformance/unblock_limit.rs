@@ -26,6 +26,7 @@ fn request(entity: &Entity, role: Role) -> UnblockRequest {
         role,
         admin: "conformance-kit".into(),
         reason: "conformance check".into(),
+        grace: crate::bindings::UnblockGrace::RestOfDay,
     }
 }
 

@@ -152,9 +152,9 @@ impl w::GuestEngine for crate::Policy {
         now: i64,
     ) -> Result<w::UnblockGranted, w::UnblockError> {
         let authority = match request.role {
-            w::Role::OrganizationManagement | w::Role::SecurityAdministrator => {
-                Authority::WithinLimit
-            }
+            w::Role::GlobalAdministrator
+            | w::Role::OrganizationManagement
+            | w::Role::SecurityAdministrator => Authority::WithinLimit,
             w::Role::Support => Authority::PastLimit,
             w::Role::GlobalReader
             | w::Role::SecurityReader

@@ -68,6 +68,8 @@ mod component {
                 role: request.role.into(),
                 admin: request.admin,
                 reason: request.reason,
+                // 0.1.0 has no grace choice: EOP's rest-of-day exemption.
+                grace: t::UnblockGrace::RestOfDay,
             };
             policy::Policy::unblock(self, &state, &request, now)
                 .map(|g| w::UnblockGranted {
@@ -155,18 +157,33 @@ mod component {
         [None, Started, Changed, Lifted]
     );
     mirror_enum!(t::Severity, w::Severity, [Informational, Low, Medium, High]);
-    mirror_enum!(
-        t::Role,
-        w::Role,
-        [
-            OrganizationManagement,
-            SecurityAdministrator,
-            GlobalReader,
-            SecurityReader,
-            ViewOnlyOrganizationManagement,
-            Support
-        ]
-    );
+    // 0.1.0 has no Global Administrator; the pure type's is OrganizationManagement here.
+    impl From<t::Role> for w::Role {
+        fn from(value: t::Role) -> Self {
+            match value {
+                t::Role::GlobalAdministrator | t::Role::OrganizationManagement => {
+                    w::Role::OrganizationManagement
+                }
+                t::Role::SecurityAdministrator => w::Role::SecurityAdministrator,
+                t::Role::GlobalReader => w::Role::GlobalReader,
+                t::Role::SecurityReader => w::Role::SecurityReader,
+                t::Role::ViewOnlyOrganizationManagement => w::Role::ViewOnlyOrganizationManagement,
+                t::Role::Support => w::Role::Support,
+            }
+        }
+    }
+    impl From<w::Role> for t::Role {
+        fn from(value: w::Role) -> Self {
+            match value {
+                w::Role::OrganizationManagement => t::Role::OrganizationManagement,
+                w::Role::SecurityAdministrator => t::Role::SecurityAdministrator,
+                w::Role::GlobalReader => t::Role::GlobalReader,
+                w::Role::SecurityReader => t::Role::SecurityReader,
+                w::Role::ViewOnlyOrganizationManagement => t::Role::ViewOnlyOrganizationManagement,
+                w::Role::Support => t::Role::Support,
+            }
+        }
+    }
 
     impl From<w::Entity> for t::Entity {
         fn from(e: w::Entity) -> Self {
