@@ -186,8 +186,8 @@ fn restricted_user_bounce_parses_and_explains() {
     contains_all(
         &bounce.human,
         &[
-            "Your message couldn't be delivered.",
-            "weren't recognized as a valid sender",
+            // EOP's wording for 5.1.8, word for word.
+            "Your message couldn't be delivered because you weren't recognized as a valid sender. The most common reason for this is that your email address is suspected of sending spam and it's no longer allowed to send email. Contact your email admin for assistance. Remote Server returned '550 5.1.8 Access denied, bad outbound sender'",
             "Sender: alice@contoso.com",
             "Recipient: bob@fabrikam.com",
             "Recipient: dave@fabrikam.com",
