@@ -653,3 +653,136 @@ fn redis_killed_mid_run_gives_the_configured_answer_and_service_resumes_with_sta
         assert!(seen.get(DUNNO).copied().unwrap_or(0) > 0, "{seen:?}");
     }
 }
+
+/// A config for the message-counting tests: the default message rate (30 per minute), 50
+/// internal recipients per hour, BlockUser.
+fn message_config(redis: &RedisServer, prefix: &str) -> String {
+    format!(
+        r#"
+[policy]
+accepted_domains = ["contoso.com"]
+
+[[policy.outbound]]
+name = "Default"
+recipient_limit_external_per_hour = 10000
+recipient_limit_internal_per_hour = 50
+recipient_limit_per_day = 10000
+action_when_threshold_reached = "BlockUser"
+
+[store]
+backend = "redis"
+url = "{url}"
+key_prefix = "{prefix}"
+contention_timeout_ms = 30000
+"#,
+        url = redis.url(),
+    )
+}
+
+/// Issue 11: a message counts once, however its recipients interleave with the sender's
+/// other messages, on one host or across a fleet. 20 senders each send 8 messages of 10
+/// internal recipients at once, RCPT by RCPT, the messages spread over 4 hosts:
+/// exactly the limit (50) is admitted per sender, the rest refused as restricted, and the
+/// message-rate throttle (30 a minute) never answers, since each sender sent 8 messages.
+#[test]
+fn interleaved_messages_across_four_hosts_count_once_and_admit_exactly_the_limit() {
+    const HOSTS: usize = 4;
+    const SENDERS: usize = 20;
+    const MESSAGES: usize = 8;
+    const RECIPIENTS: usize = 10;
+    const LIMIT: usize = 50;
+    let redis = RedisServer::start(false);
+    let config = message_config(&redis, "fleet-msgs:");
+    let hosts = start_hosts("fleet-msgs", &config, HOSTS);
+    let addrs: Vec<SocketAddr> = hosts.iter().map(|h| h.policy).collect();
+    // One thread per message number; each goes through the senders and recipients so that
+    // every sender's 8 messages are in flight at once, interleaved.
+    let answers: Vec<(usize, String)> = thread::scope(|scope| {
+        let workers: Vec<_> = (0..MESSAGES)
+            .map(|m| {
+                let addrs = &addrs;
+                scope.spawn(move || {
+                    let mut clients: Vec<PolicyClient> =
+                        addrs.iter().map(|a| PolicyClient::connect(*a)).collect();
+                    let mut answers = Vec::new();
+                    for r in 0..RECIPIENTS {
+                        for s in 0..SENDERS {
+                            // A message is on one MTA; a sender's messages are on all four.
+                            let host = (s + m) % HOSTS;
+                            let answer = clients[host]
+                                .rcpt(
+                                    &format!("sender{s}@contoso.com"),
+                                    &format!("colleague{m}-{r}@contoso.com"),
+                                    &format!("mta{host}-s{s}-m{m}"),
+                                )
+                                .expect("answered");
+                            answers.push((s, answer));
+                        }
+                    }
+                    answers
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    for s in 0..SENDERS {
+        let mine: Vec<&str> = answers
+            .iter()
+            .filter(|(sender, _)| *sender == s)
+            .map(|(_, a)| a.as_str())
+            .collect();
+        let accepted = mine.iter().filter(|a| **a == DUNNO).count();
+        let restricted = mine.iter().filter(|a| **a == RESTRICTED).count();
+        assert_eq!(
+            (accepted, restricted, mine.len()),
+            (LIMIT, MESSAGES * RECIPIENTS - LIMIT, MESSAGES * RECIPIENTS),
+            "sender{s}: exactly the limit admitted, the rest refused, no 4xx: {mine:?}"
+        );
+    }
+}
+
+/// Issue 11: the message rate counts messages, not switches between them. 40 one-recipient
+/// messages within a minute, over 4 connections (one per host): exactly 30 get through, the
+/// other 10 are deferred with 4.4.2.
+#[test]
+fn forty_messages_in_a_minute_over_four_connections_get_exactly_thirty_through() {
+    let redis = RedisServer::start(false);
+    let config = message_config(&redis, "fleet-rate:");
+    let hosts = start_hosts("fleet-rate", &config, 4);
+    let answers: Vec<String> = thread::scope(|scope| {
+        let workers: Vec<_> = hosts
+            .iter()
+            .enumerate()
+            .map(|(h, host)| {
+                let addr = host.policy;
+                scope.spawn(move || {
+                    let mut client = PolicyClient::connect(addr);
+                    (0..10)
+                        .map(|i| {
+                            client
+                                .rcpt(
+                                    "bulk@contoso.com",
+                                    &format!("x{h}-{i}@fabrikam.com"),
+                                    &format!("mta{h}-m{i}"),
+                                )
+                                .expect("answered")
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let accepted = answers.iter().filter(|a| a.as_str() == DUNNO).count();
+    let throttled = answers
+        .iter()
+        .filter(|a| a.starts_with("action=450 4.4.2 "))
+        .count();
+    assert_eq!((accepted, throttled), (30, 10), "{answers:?}");
+}
