@@ -245,3 +245,76 @@ fn host_name() -> String {
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sender without a worker: only the per-entity limit is exercised.
+    fn limiter(interval: i64) -> NdrSender {
+        let (queue, _jobs) = mpsc::channel(1);
+        NdrSender {
+            queue,
+            recent: Mutex::new(HashMap::new()),
+            interval,
+            reporting_mta: "mx.test".into(),
+            serial: AtomicU64::new(0),
+            outcomes: Family::default(),
+        }
+    }
+
+    /// The per-entity limit under concurrency, against the sequential model: however many
+    /// threads ask for the same entities at the same moments, each entity is admitted exactly
+    /// once per interval.
+    #[test]
+    fn concurrent_refusals_admit_one_ndr_per_entity_per_interval() {
+        const THREADS: usize = 8;
+        const ENTITIES: usize = 500;
+        let sender = limiter(3600);
+        let admitted: Vec<Vec<(usize, i64)>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let sender = &sender;
+                    scope.spawn(move || {
+                        let mut mine = Vec::new();
+                        // Three rounds: at 0 s, 10 s (inside the interval), 3,600 s (after it).
+                        for now in [0, 10, 3600] {
+                            for i in 0..ENTITIES {
+                                let e = (i + t * 37) % ENTITIES;
+                                if sender.admit(&format!("user:u{e}@contoso.com"), now) {
+                                    mine.push((e, now));
+                                }
+                            }
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let mut per_entity: HashMap<usize, Vec<i64>> = HashMap::new();
+        for (e, now) in admitted.into_iter().flatten() {
+            per_entity.entry(e).or_default().push(now);
+        }
+        // The sequential model: admitted at 0 and again at 3,600, never at 10.
+        assert_eq!(per_entity.len(), ENTITIES);
+        for (e, mut times) in per_entity {
+            times.sort_unstable();
+            assert_eq!(times, [0, 3600], "entity {e}");
+        }
+    }
+
+    #[test]
+    fn the_table_of_recent_entities_is_bounded() {
+        let sender = limiter(3600);
+        for i in 0..MAX_TRACKED {
+            assert!(sender.admit(&format!("user:u{i}"), 0));
+        }
+        // Full of entries still inside their interval: a newcomer is suppressed, not stored.
+        assert!(!sender.admit("user:one-more", 10));
+        assert_eq!(sender.recent.lock().unwrap().len(), MAX_TRACKED);
+        // Once they are older than the interval, they make room.
+        assert!(sender.admit("user:one-more", 3600));
+        assert_eq!(sender.recent.lock().unwrap().len(), 1);
+    }
+}
