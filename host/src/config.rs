@@ -98,13 +98,15 @@ pub struct StoreConfig {
     /// host's update went through, so this only runs out when one sender is hammered from very
     /// many connections for a whole second.
     pub contention_timeout_ms: Option<u64>,
-    /// What a decision becomes when the store fails (Redis unreachable, stalled or erroring; a
-    /// disk error on the embedded store): `"open"` accepts (`DUNNO`) and logs a warning,
-    /// `"closed"` defers with `451 4.7.1` so clients retry later. Default `"open"`, like the
+    /// What a decision becomes when the store cannot write (Redis unreachable or stalled, a
+    /// full or failing disk). Known restrictions are refused either way (from memory).
+    /// `"open"` decides everyone else from memory (counting in memory, bounded);
+    /// `"closed"` defers what the policy would accept with `451 4.7.1`, so clients retry later.
+    /// A store error that is no outage (corruption), or Redis down when quench starts, gets
+    /// this answer directly: `"open"` accepts, `"closed"` defers. Default `"open"`, like the
     /// sandbox's `fail_action`: a store outage should not stop a whole site's mail. It is
     /// logged, counted (`quench_store_errors_total`) and shown (`quench_store_unavailable`);
-    /// choose `"closed"` where no mail may leave unchecked, at the cost of deferring all mail
-    /// while the store is down.
+    /// choose `"closed"` where no mail may leave unchecked.
     pub on_unavailable: FailAction,
 }
 
