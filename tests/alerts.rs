@@ -412,7 +412,7 @@ fn alert_email_lands_in_a_real_mailbox_and_the_daily_limit_holds() {
     })
     .expect("private Postfix");
     let mut config = AlertsConfig {
-        recipients: vec!["secops@alerts.test".into()],
+        tenant_admins: vec!["secops@alerts.test".into()],
         email: Some(EmailConfig {
             port: postfix.port(),
             retry_backoff_ms: 10,
@@ -586,7 +586,7 @@ fn a_disabled_kind_is_logged_but_not_notified() {
 #[test]
 fn refused_sinks_fail_counted_and_submit_never_waits() {
     let config = AlertsConfig {
-        recipients: vec!["secops@alerts.test".into()],
+        tenant_admins: vec!["secops@alerts.test".into()],
         daily_limit: 0, // no limit: every alert is a notification
         queue_capacity: 8,
         webhook: Some(WebhookConfig {
@@ -641,7 +641,7 @@ fn hung_sinks_never_hold_up_submit_and_shutdown_is_bounded() {
     let hung_relay = BlackHole::start();
     let capacity = 4;
     let config = AlertsConfig {
-        recipients: vec!["secops@alerts.test".into()],
+        tenant_admins: vec!["secops@alerts.test".into()],
         daily_limit: 0,
         queue_capacity: capacity,
         webhook: Some(WebhookConfig {

@@ -10,6 +10,8 @@
 //! The behaviour scenarios stay in their own binary (`tests/scenarios.rs`, own runner).
 
 mod common;
+#[path = "support/browser.rs"]
+mod browser;
 #[path = "support/postfix.rs"]
 mod postfix;
 #[path = "common/server.rs"]
@@ -26,6 +28,7 @@ mod conformance_kit;
 mod contract_compat;
 mod fleet;
 mod postfix_e2e;
+mod portal;
 mod postfix_harness;
 mod reload;
 mod retention;

@@ -282,10 +282,11 @@ impl Live {
         let alerts = if alerts_fingerprint(&running.alerts)? != alerts_fingerprint(&config.alerts)?
         {
             Some(
-                AlertDispatcher::start(
+                AlertDispatcher::start_with(
                     &config.alerts,
                     tokio::runtime::Handle::try_current()
                         .context("reloading [alerts] needs the server's runtime")?,
+                    self.alerts.current().policies().clone(),
                 )
                 .context("starting alert delivery with the new [alerts]")?,
             )

@@ -95,9 +95,20 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         if let Some(admin) = &listeners.admin {
             announce("admin API", admin.local_addr()?);
         }
+        let policies = Arc::new(crate::alerts::AlertPolicies::load(&serve.data_dir)?);
+        if crate::alerts::policies::nobody_is_notified(&policies, &config.alerts) {
+            tracing::warn!(
+                "no alert has a recipient: alerts are only logged; set [alerts] tenant_admins \
+                 (and [alerts.email]) or change the alert policies (quench alert-policy set)"
+            );
+        }
         let alerts = Arc::new(
-            AlertDispatcher::start(&config.alerts, tokio::runtime::Handle::current())
-                .context("starting alert delivery")?,
+            AlertDispatcher::start_with(
+                &config.alerts,
+                tokio::runtime::Handle::current(),
+                policies,
+            )
+            .context("starting alert delivery")?,
         );
         let offload_decisions = config.store.backend == StoreBackend::Redis;
         let live = Arc::new(Live::new(config, raw, alerts)?);
