@@ -243,7 +243,7 @@ pub(super) async fn refused_sign_in(
 
 /// Whether `path` is the portal's (authenticated by session, not by bearer token).
 fn is_portal(path: &str) -> bool {
-    path == "/" || path == "/portal" || path.starts_with("/portal/")
+    path == "/" || path == "/favicon.ico" || path == "/portal" || path.starts_with("/portal/")
 }
 
 /// Authenticate before anything of the request is read; bound the body's size and time;

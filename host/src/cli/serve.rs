@@ -81,6 +81,15 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
     }
     let service = Arc::new(service);
 
+    // The alert policies changed through the admin API (data_dir/alert-policies.json) win
+    // over [alerts] for the kinds they name.
+    let policies = Arc::new(crate::alerts::AlertPolicies::load(&serve.data_dir)?);
+    if crate::alerts::policies::nobody_is_notified(&policies, &config.alerts) {
+        tracing::warn!(
+            "no alert has a recipient: alerts are only logged; set [alerts] tenant_admins \
+             (and [alerts.email]) or change the alert policies (quench alert-policy set)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("quench")
@@ -94,13 +103,6 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
         }
         if let Some(admin) = &listeners.admin {
             announce("admin API", admin.local_addr()?);
-        }
-        let policies = Arc::new(crate::alerts::AlertPolicies::load(&serve.data_dir)?);
-        if crate::alerts::policies::nobody_is_notified(&policies, &config.alerts) {
-            tracing::warn!(
-                "no alert has a recipient: alerts are only logged; set [alerts] tenant_admins \
-                 (and [alerts.email]) or change the alert policies (quench alert-policy set)"
-            );
         }
         let alerts = Arc::new(
             AlertDispatcher::start_with(

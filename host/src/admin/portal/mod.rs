@@ -71,6 +71,8 @@ pub(super) fn router() -> Router<Arc<AdminState>> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal/restricted") }))
         .route("/portal", get(|| async { Redirect::to("/portal/restricted") }))
+        // Browsers ask for it on every page; answered empty rather than as a refused API call.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/portal/", get(|| async { Redirect::to("/portal/restricted") }))
         .route("/portal/static/app.css", get(|| async { asset(CSS, "text/css; charset=utf-8") }))
         .route("/portal/static/app.js", get(|| async { asset(JS, "text/javascript; charset=utf-8") }))
@@ -479,7 +481,7 @@ async fn restricted(
                 .filter(|r| !r.action.starts_with("get-") && !r.action.starts_with("list-"))
                 .map(|r| pages::TimelineEntry {
                     at: crate::time::format(r.at),
-                    what: format!("{} by {} ({}): {}", r.action, r.actor, r.outcome, r.detail),
+                    what: timeline_words(r),
                 })
                 .collect();
             audit(&state, &who.caller.name, "get-blocked-sender", Some(entity.key()), "ok", format!("portal: {}", view.reason)).await;
@@ -515,6 +517,16 @@ async fn restricted(
         flyout,
     };
     html(status, pages::list(&who.frame("restricted"), &page))
+}
+
+/// One audit record as a timeline line.
+fn timeline_words(r: &quench_store::AuditRecord) -> String {
+    match (r.action.as_str(), r.outcome.as_str()) {
+        ("restrict", _) => "Restricted by the policy.".to_string(),
+        ("unblock", "ok") => format!("Unblocked by {}: {}", r.actor, r.detail),
+        ("unblock", outcome) => format!("Unblock by {} refused ({outcome}): {}", r.actor, r.detail),
+        (action, outcome) => format!("{action} by {} ({outcome}): {}", r.actor, r.detail),
+    }
 }
 
 // ---- the unblock flow ----

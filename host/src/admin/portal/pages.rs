@@ -249,12 +249,12 @@ pub fn evidence_words(v: &RestrictionView) -> String {
     let window = window_words(v.window_seconds);
     if v.limit.contains("spam") {
         format!(
-            "It sent {} messages classified as spam {window}, reaching the policy \"{}\"'s threshold `{}` of {}.",
+            "It sent {} messages classified as spam {window}, reaching the policy \"{}\"'s threshold {} of {}.",
             v.observed, v.policy, v.limit, v.threshold
         )
     } else {
         format!(
-            "It reached {} where the limit `{}` of the policy \"{}\" allows {} {window}.",
+            "It reached {} where the limit {} of the policy \"{}\" allows {} {window}.",
             v.observed, v.limit, v.policy, v.threshold
         )
     }
@@ -531,8 +531,9 @@ pub fn alerts(
                         fieldset disabled[!may_change] {
                             legend { "Settings" }
                             div.field {
+                                span.label { "Status" }
                                 input #(format!("enabled-{}", p.id)) type="checkbox" name="enabled" value="on" checked[p.enabled];
-                                label for=(format!("enabled-{}", p.id)) { "Status: on" }
+                                label for=(format!("enabled-{}", p.id)) { "On" }
                             }
                             div.field {
                                 span.label { "Email recipients" @if p.recipients_are_tenant_admins { " (the tenant admins)" } }
