@@ -367,8 +367,17 @@ fn alert_policies_for_every_role_live_audited_and_kept_across_restart() {
             .expect("the built-in kinds are listed");
         assert_eq!(restricted["name"], "User restricted from sending email");
         assert_eq!(restricted["enabled"], true);
-        assert_eq!(restricted["daily_limit"], Value::Null, "EOP's default: No limit");
-        assert!(restricted["warning"].as_str().unwrap().contains("no recipients"));
+        assert_eq!(
+            restricted["daily_limit"],
+            Value::Null,
+            "EOP's default: No limit"
+        );
+        assert!(
+            restricted["warning"]
+                .as_str()
+                .unwrap()
+                .contains("no recipients")
+        );
         let (status, _) = http(
             admin,
             "GET",
@@ -392,7 +401,12 @@ fn alert_policies_for_every_role_live_audited_and_kept_across_restart() {
         if allowed {
             assert_eq!(answer["daily_limit"], i + 1);
         } else {
-            assert!(answer["error"].as_str().unwrap().contains("may not change alert policies"));
+            assert!(
+                answer["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("may not change alert policies")
+            );
         }
     }
     let org = token("OrganizationManagement");
@@ -417,7 +431,13 @@ fn alert_policies_for_every_role_live_audited_and_kept_across_restart() {
         Some(r#"{"recipients": ["not an address"]}"#),
     );
     assert_eq!(status, 400, "{answer}");
-    let (status, _) = http(admin, "PUT", "/v1/alert-policies/nope", Some(&org), Some("{}"));
+    let (status, _) = http(
+        admin,
+        "PUT",
+        "/v1/alert-policies/nope",
+        Some(&org),
+        Some("{}"),
+    );
     assert_eq!(status, 404);
     let (status, _) = http(
         admin,
@@ -431,9 +451,11 @@ fn alert_policies_for_every_role_live_audited_and_kept_across_restart() {
     // Live: the next alert of the kind follows the change (disabled: logged only).
     restrict(&server, "alice@contoso.com");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !server.log().lines().any(|l| {
-        l.contains("User restricted from sending email") && l.contains("kind disabled")
-    }) {
+    while !server
+        .log()
+        .lines()
+        .any(|l| l.contains("User restricted from sending email") && l.contains("kind disabled"))
+    {
         assert!(std::time::Instant::now() < deadline, "{}", server.log());
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -449,12 +471,14 @@ fn alert_policies_for_every_role_live_audited_and_kept_across_restart() {
     let records = audit["records"].as_array().unwrap();
     assert!(records.iter().any(|r| r["outcome"] == "ok"
         && r["actor"] == "OrganizationManagement-admin"
-        && r["detail"]
-            .as_str()
-            .unwrap()
-            .contains("user_restricted: enabled=false recipients=[soc@contoso.com] daily_limit=none")));
+        && r["detail"].as_str().unwrap().contains(
+            "user_restricted: enabled=false recipients=[soc@contoso.com] daily_limit=none"
+        )));
     assert_eq!(
-        records.iter().filter(|r| r["outcome"] == "forbidden").count(),
+        records
+            .iter()
+            .filter(|r| r["outcome"] == "forbidden")
+            .count(),
         4,
         "{records:#?}"
     );
@@ -489,7 +513,10 @@ fn alert_policies_for_every_role_live_audited_and_kept_across_restart() {
         ],
     );
     assert!(ok, "{err}");
-    assert!(out.contains("On") && out.contains("a@contoso.com, b@contoso.com"), "{out}");
+    assert!(
+        out.contains("On") && out.contains("a@contoso.com, b@contoso.com"),
+        "{out}"
+    );
     let (ok, out, err) = quench(
         &server,
         "GlobalReader",

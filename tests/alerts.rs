@@ -758,9 +758,18 @@ fn config_errors_name_the_key() {
         (
             r#"[email]
                from = "q@contoso.com""#,
-            "alerts.recipients",
+            "alerts.tenant_admins",
         ),
         (r#"recipients = ["a@contoso.com"]"#, "alerts.recipients"),
+        (
+            r#"tenant_admins = ["a@contoso.com"]"#,
+            "alerts.tenant_admins",
+        ),
+        (
+            r#"tenant_admins = ["a@contoso.com"]
+               recipients = ["b@contoso.com"]"#,
+            "alerts.recipients",
+        ),
         ("queue_capacity = 0", "alerts.queue_capacity"),
     ];
     for (text, key) in cases {

@@ -9,9 +9,9 @@
 //!
 //! The behaviour scenarios stay in their own binary (`tests/scenarios.rs`, own runner).
 
-mod common;
 #[path = "support/browser.rs"]
 mod browser;
+mod common;
 #[path = "support/postfix.rs"]
 mod postfix;
 #[path = "common/server.rs"]
@@ -27,8 +27,8 @@ mod component_contract;
 mod conformance_kit;
 mod contract_compat;
 mod fleet;
-mod postfix_e2e;
 mod portal;
+mod postfix_e2e;
 mod postfix_harness;
 mod reload;
 mod retention;

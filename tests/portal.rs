@@ -188,7 +188,14 @@ fn sign_in_list_flyout_full_unblock_flow_and_sign_out() {
         // A good one signs in; the token is never in a URL.
         sign_in(&client, &base, &token("org")).await;
         assert_eq!(path(&client).await, "/portal/restricted");
-        assert!(!client.current_url().await.unwrap().as_str().contains("portal-token"));
+        assert!(
+            !client
+                .current_url()
+                .await
+                .unwrap()
+                .as_str()
+                .contains("portal-token")
+        );
         assert_eq!(
             text_of(&client, "signed-in").await,
             "org (OrganizationManagement)"
@@ -204,7 +211,10 @@ fn sign_in_list_flyout_full_unblock_flow_and_sign_out() {
         // The list after real traffic: both users, a count, search narrows it.
         let table = text_of(&client, "restricted").await;
         assert!(table.contains("alice@contoso.com") && table.contains("bob@contoso.com"));
-        assert!(table.contains("recipient_limit_external_per_hour"), "{table}");
+        assert!(
+            table.contains("recipient_limit_external_per_hour"),
+            "{table}"
+        );
         assert_eq!(text_of(&client, "count").await, "2 items");
         client
             .find(Locator::Id("q"))
@@ -213,12 +223,20 @@ fn sign_in_list_flyout_full_unblock_flow_and_sign_out() {
             .send_keys("alice")
             .await
             .unwrap();
-        assert_eq!(text_of(&client, "count").await, "1 item", "filtered as typed");
+        assert_eq!(
+            text_of(&client, "count").await,
+            "1 item",
+            "filtered as typed"
+        );
         client
             .goto(&format!("{base}/portal/restricted?kind=user&q=alice"))
             .await
             .unwrap();
-        assert_eq!(text_of(&client, "count").await, "1 item", "filtered by the server");
+        assert_eq!(
+            text_of(&client, "count").await,
+            "1 item",
+            "filtered by the server"
+        );
         client
             .goto(&format!("{base}/portal/restricted?kind=user"))
             .await
@@ -232,8 +250,16 @@ fn sign_in_list_flyout_full_unblock_flow_and_sign_out() {
             evidence.contains("recipient_limit_external_per_hour") && evidence.contains("allows 1"),
             "{evidence}"
         );
-        assert!(text_of(&client, "reason").await.contains("alice@contoso.com"));
-        assert!(text_of(&client, "timeline").await.contains("Restricted by the policy."));
+        assert!(
+            text_of(&client, "reason")
+                .await
+                .contains("alice@contoso.com")
+        );
+        assert!(
+            text_of(&client, "timeline")
+                .await
+                .contains("Restricted by the policy.")
+        );
         assert_eq!(
             text_of(&client, "unblock-limit").await,
             "0 unblocks used, 1 left in the unblock window."
@@ -258,11 +284,18 @@ fn sign_in_list_flyout_full_unblock_flow_and_sign_out() {
             .unwrap();
         screenshot(&client, "portal-unblock-2-reason").await;
         click(&client, "submit").await;
-        assert!(text_of(&client, "confirm-question").await.contains("alice@contoso.com"));
+        assert!(
+            text_of(&client, "confirm-question")
+                .await
+                .contains("alice@contoso.com")
+        );
         screenshot(&client, "portal-unblock-3-confirm").await;
         click(&client, "yes").await;
         let result = text_of(&client, "result").await;
-        assert!(result.contains("alice@contoso.com can send again"), "{result}");
+        assert!(
+            result.contains("alice@contoso.com can send again"),
+            "{result}"
+        );
         assert!(result.contains("1 unblocks used, 0 left"), "{result}");
         screenshot(&client, "portal-unblock-4-done").await;
 
@@ -287,7 +320,11 @@ fn sign_in_list_flyout_full_unblock_flow_and_sign_out() {
             .goto(&format!("{base}/portal/restricted?kind=user"))
             .await
             .unwrap();
-        assert!(text_of(&client, "restricted").await.contains("bob@contoso.com"));
+        assert!(
+            text_of(&client, "restricted")
+                .await
+                .contains("bob@contoso.com")
+        );
         screenshot(&client, "portal-phone").await;
         client.set_window_size(1280, 860).await.unwrap();
 
@@ -313,7 +350,10 @@ fn sign_in_list_flyout_full_unblock_flow_and_sign_out() {
     let records = body["records"].as_array().unwrap();
     assert!(
         records.iter().any(|r| r["action"] == "refused-requests"
-            && r["detail"].as_str().unwrap_or("").contains("/portal/sign-in")),
+            && r["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("/portal/sign-in")),
         "{records:#?}"
     );
     assert!(records.iter().any(|r| r["action"] == "unblock"
@@ -378,6 +418,13 @@ fn unblock_limit_message_and_support_override() {
         assert!(warning.contains("1 unblocks were used"), "{warning}");
         assert!(warning.contains("contact Support"), "{warning}");
         assert!(!has(&client, "unblock").await, "no Unblock past the limit");
+        client
+            .execute(
+                "document.getElementById('limit-reached').scrollIntoView({block: 'center'})",
+                vec![],
+            )
+            .await
+            .unwrap();
         screenshot(&client, "portal-limit-reached").await;
 
         // Forcing the flow anyway: the policy refuses, and the page says when and whom to ask.
@@ -403,7 +450,10 @@ fn unblock_limit_message_and_support_override() {
             .unwrap();
         let next = quench::time::parse(&next).unwrap();
         let expected = quench::time::now() - 2 * 86_400 + 60 + 30 * 86_400;
-        assert!((next - expected).abs() < 600, "next allowed {next} vs {expected}");
+        assert!(
+            (next - expected).abs() < 600,
+            "next allowed {next} vs {expected}"
+        );
         sign_out(&client).await;
 
         // Support sees the override and uses it.
@@ -468,7 +518,11 @@ fn a_reader_cannot_unblock_and_forged_or_stale_posts_are_refused() {
             ],
         )
         .await;
-        assert!(text_of(&client, "error").await.contains("may read restrictions but not unblock"));
+        assert!(
+            text_of(&client, "error")
+                .await
+                .contains("may read restrictions but not unblock")
+        );
         // Nor may a reader change an alert policy: the page shows the settings read-only.
         client.goto(&format!("{base}/portal/alerts")).await.unwrap();
         assert!(!has(&client, "save-user_restricted").await);
@@ -487,7 +541,11 @@ fn a_reader_cannot_unblock_and_forged_or_stale_posts_are_refused() {
             ],
         )
         .await;
-        assert!(text_of(&client, "error").await.contains("security token does not match"));
+        assert!(
+            text_of(&client, "error")
+                .await
+                .contains("security token does not match")
+        );
         // Sign-out without the token is refused too (the session stays).
         post_form(&client, "/portal/sign-out", &[("csrf", "forged")]).await;
         assert!(text_of(&client, "error").await.contains("security token"));
@@ -500,7 +558,11 @@ fn a_reader_cannot_unblock_and_forged_or_stale_posts_are_refused() {
     });
     let mut policy = server.connect();
     let answer = policy.rcpt("dave@contoso.com", "x3@fabrikam.com", "dave-3");
-    assert_eq!(answer.as_deref(), Some(RESTRICTED), "dave is still restricted");
+    assert_eq!(
+        answer.as_deref(),
+        Some(RESTRICTED),
+        "dave is still restricted"
+    );
     let (_, body) = admin_call(
         server.admin.unwrap(),
         "GET",
@@ -602,9 +664,9 @@ fn an_alert_policy_change_in_the_portal_takes_effect() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let log = server.log();
-        let line = log
-            .lines()
-            .find(|l| l.contains("User restricted from sending email") && l.contains("erin@contoso.com"));
+        let line = log.lines().find(|l| {
+            l.contains("User restricted from sending email") && l.contains("erin@contoso.com")
+        });
         if let Some(line) = line {
             assert!(line.contains("kind disabled"), "{line}");
             break;
@@ -612,4 +674,67 @@ fn an_alert_policy_change_in_the_portal_takes_effect() {
         assert!(Instant::now() < deadline, "the alert was logged:\n{log}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn the_portal_over_tls_sets_secure_cookies() {
+    let dir = QuenchServer::fresh_dir("portal-tls-keys");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs (scripts/test installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = config().replace(
+        "[admin]\n",
+        &format!(
+            "[admin]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let server = QuenchServer::start("portal-tls", &config);
+    restrict(&server, "frank@contoso.com");
+    let admin = server.admin.unwrap();
+    // Plain HTTP to the TLS listener gets no page.
+    let plain = crate::server::http_get(admin, "/portal/sign-in");
+    assert!(!plain.contains("Admin token"), "{plain}");
+    let driver = Driver::start();
+    runtime().block_on(async {
+        let client = driver.session_insecure(1280, 860).await;
+        sign_in(&client, &format!("https://{admin}"), &token("org")).await;
+        assert_eq!(path(&client).await, "/portal/restricted");
+        assert!(
+            text_of(&client, "restricted")
+                .await
+                .contains("frank@contoso.com")
+        );
+        let cookies = client.get_all_cookies().await.unwrap();
+        let session = cookies
+            .iter()
+            .find(|c| c.name() == "quench_session")
+            .expect("a session cookie");
+        assert_eq!(session.secure(), Some(true), "Secure over TLS");
+        assert_eq!(session.http_only(), Some(true));
+        client.close().await.unwrap();
+    });
 }

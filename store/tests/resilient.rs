@@ -2,9 +2,7 @@
 //! 2 MiB tmpfs, mounted by the test, which runs as root) under an embedded store.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use quench_store::conformance::{counter, increment, record};

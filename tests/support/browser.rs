@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Driver {
     child: Child,
     port: u16,
-    _profile: tempfile::TempDir,
+    /// Each session's Chromium profile, removed when the driver stops.
+    profiles: std::sync::Mutex<Vec<tempfile::TempDir>>,
 }
 
 impl Driver {
@@ -37,13 +38,24 @@ impl Driver {
         Driver {
             child,
             port,
-            _profile: tempfile::tempdir().unwrap(),
+            profiles: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     /// A new headless Chromium session, `width` x `height`.
     pub async fn session(&self, width: u32, height: u32) -> Client {
-        let profile = tempfile::tempdir().unwrap().keep();
+        self.session_with(width, height, false).await
+    }
+
+    /// [`session`](Self::session) that accepts the test's self-signed TLS certificate.
+    pub async fn session_insecure(&self, width: u32, height: u32) -> Client {
+        self.session_with(width, height, true).await
+    }
+
+    async fn session_with(&self, width: u32, height: u32, insecure: bool) -> Client {
+        let profile = tempfile::tempdir().unwrap();
+        let profile_path = profile.path().to_path_buf();
+        self.profiles.lock().unwrap().push(profile);
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -58,10 +70,13 @@ impl Driver {
                     "--hide-scrollbars",
                     "--force-device-scale-factor=1",
                     format!("--window-size={width},{height}"),
-                    format!("--user-data-dir={}", profile.display()),
+                    format!("--user-data-dir={}", profile_path.display()),
                 ]
             }),
         );
+        if insecure {
+            capabilities.insert("acceptInsecureCerts".into(), serde_json::json!(true));
+        }
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = ClientBuilder::new(connector)
             .capabilities(capabilities)

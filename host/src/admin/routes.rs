@@ -6,6 +6,7 @@ use super::auth::{Caller, may_manage_alerts, may_reload, may_unblock};
 use super::sampler::{
     RefusedAudit, RefusedKind, SAMPLED_ACTION, SAMPLED_OUTCOME, SampledRecord, SamplerSettings,
 };
+use crate::alerts::PolicyChange;
 use crate::bindings::{Entity, EntityKind, UnblockError};
 use crate::metrics::Metrics;
 use crate::reload::{Live, Reloader};
@@ -18,7 +19,6 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use crate::alerts::PolicyChange;
 use axum::{Extension, Json, Router};
 use quench_store::AuditQuery;
 use serde::Deserialize;
@@ -814,12 +814,19 @@ async fn list_alert_policies(
     Extension(caller): Extension<Caller>,
 ) -> Response {
     let live = s.live.clone();
-    call(s, caller, "list-alert-policies", None, Need::Read, move |_, _, _| {
-        let config = live.config();
-        let policies = live.alerts().current().policies().list(&config.alerts);
-        let count = policies.len();
-        Reply::ok(json!({ "policies": policies }), format!("{count} listed"))
-    })
+    call(
+        s,
+        caller,
+        "list-alert-policies",
+        None,
+        Need::Read,
+        move |_, _, _| {
+            let config = live.config();
+            let policies = live.alerts().current().policies().list(&config.alerts);
+            let count = policies.len();
+            Reply::ok(json!({ "policies": policies }), format!("{count} listed"))
+        },
+    )
     .await
 }
 
@@ -836,20 +843,32 @@ async fn get_alert_policy(
             .into_response();
     }
     let live = s.live.clone();
-    call(s, caller, "get-alert-policy", None, Need::Read, move |_, _, _| {
-        let config = live.config();
-        match live.alerts().current().policies().get(&config.alerts, &name) {
-            Some(policy) => Reply::ok(
-                serde_json::to_value(&policy).unwrap_or(Value::Null),
-                policy.id.clone(),
-            ),
-            None => Reply::error(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                format!("there is no alert policy `{name}`"),
-            ),
-        }
-    })
+    call(
+        s,
+        caller,
+        "get-alert-policy",
+        None,
+        Need::Read,
+        move |_, _, _| {
+            let config = live.config();
+            match live
+                .alerts()
+                .current()
+                .policies()
+                .get(&config.alerts, &name)
+            {
+                Some(policy) => Reply::ok(
+                    serde_json::to_value(&policy).unwrap_or(Value::Null),
+                    policy.id.clone(),
+                ),
+                None => Reply::error(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!("there is no alert policy `{name}`"),
+                ),
+            }
+        },
+    )
     .await
 }
 

@@ -39,9 +39,10 @@ pub struct AlertsConfig {
     /// The tenant admins: who receives alert email for every kind that does not set its own
     /// `recipients`, like EOP's TenantAdmins. Empty by default: quench cannot guess an admin's
     /// address (with no recipient at all, `quench serve` warns at start and the alert
-    /// policies say so). `recipients` is the old name of this key and still read.
-    #[serde(alias = "recipients")]
+    /// policies say so).
     pub tenant_admins: Vec<String>,
+    /// The old name of `tenant_admins`, still read (set one or the other).
+    pub recipients: Vec<String>,
     /// Notifications (webhook calls and emails) per alert kind per UTC day, counted by the
     /// alert's own time; past it, alerts of that kind are only logged until the next UTC day.
     /// `0` means no limit, the default, as EOP's alert policies have it ("daily notification
@@ -69,6 +70,7 @@ impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
             tenant_admins: Vec::new(),
+            recipients: Vec::new(),
             daily_limit: 0,
             queue_capacity: 1024,
             rules: BTreeMap::new(),
@@ -272,6 +274,15 @@ pub struct Rule {
 }
 
 impl AlertsConfig {
+    /// The tenant admins: `tenant_admins`, or its old name `recipients`.
+    pub fn tenant_admins(&self) -> &[String] {
+        if self.tenant_admins.is_empty() {
+            &self.recipients
+        } else {
+            &self.tenant_admins
+        }
+    }
+
     /// Checks every value; an error names the offending key (`alerts.email.from: ...`).
     pub fn validate(&self) -> Result<()> {
         if self.queue_capacity == 0 || self.queue_capacity > 1_000_000 {
@@ -281,6 +292,18 @@ impl AlertsConfig {
             );
         }
         validate_recipients("alerts.tenant_admins", &self.tenant_admins)?;
+        validate_recipients("alerts.recipients", &self.recipients)?;
+        if !self.tenant_admins.is_empty() && !self.recipients.is_empty() {
+            bail!(
+                "alerts.recipients: is the old name of alerts.tenant_admins; set one of them, \
+                 not both"
+            );
+        }
+        let admins_key = if self.recipients.is_empty() {
+            "alerts.tenant_admins"
+        } else {
+            "alerts.recipients"
+        };
         let mut names = BTreeSet::new();
         for (id, rule) in &self.rules {
             let key = format!("alerts.rules.{id}");
@@ -324,7 +347,7 @@ impl AlertsConfig {
         if let Some(webhook) = &self.webhook {
             webhook.validate()?;
         }
-        let anyone = !self.tenant_admins.is_empty()
+        let anyone = !self.tenant_admins().is_empty()
             || self
                 .rules
                 .values()
@@ -334,13 +357,13 @@ impl AlertsConfig {
                 email.validate()?;
                 if !anyone {
                     bail!(
-                        "alerts.tenant_admins: [alerts.email] is set but no alert has a recipient; \
+                        "{admins_key}: [alerts.email] is set but no alert has a recipient; \
                          set alerts.tenant_admins or alerts.rules.ID.recipients"
                     );
                 }
             }
             None if anyone => bail!(
-                "alerts.tenant_admins: recipients are set but there is no [alerts.email] table \
+                "{admins_key}: recipients are set but there is no [alerts.email] table \
                  to send through"
             ),
             None => {}
@@ -368,7 +391,7 @@ impl AlertsConfig {
             enabled: rule.is_none_or(|r| r.enabled),
             recipients: rule
                 .and_then(|r| r.recipients.clone())
-                .unwrap_or_else(|| self.tenant_admins.clone()),
+                .unwrap_or_else(|| self.tenant_admins().to_vec()),
             daily_limit: (limit > 0).then_some(limit),
         }
     }

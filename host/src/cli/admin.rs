@@ -361,11 +361,9 @@ pub(crate) fn run_alert_policy(command: AlertPolicyCommand) -> Result<ExitCode> 
                 let value = if limit.eq_ignore_ascii_case("none") {
                     Value::Null
                 } else {
-                    json!(
-                        limit
-                            .parse::<u32>()
-                            .with_context(|| format!("--daily-limit: `{limit}` is not a number or `none`"))?
-                    )
+                    json!(limit.parse::<u32>().with_context(|| format!(
+                        "--daily-limit: `{limit}` is not a number or `none`"
+                    ))?)
                 };
                 change.insert("daily_limit".into(), value);
             }

@@ -22,6 +22,10 @@
 //! | GET  | `/portal/alerts`, POST the same | alert policies |
 //! | GET  | `/portal/audit?entity=&action=&since=&until=&page=` | the audit log |
 
+// The helpers answer `Result<_, Response>`: the error is the page to send back at once (a
+// redirect, a refusal), taken once per request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod csrf;
 pub mod pages;
 pub mod session;
@@ -31,12 +35,12 @@ use super::routes::{AdminState, refused_sign_in};
 use crate::alerts::PolicyChange;
 use crate::bindings::{Entity, EntityKind, Role, UnblockError};
 use crate::view::RestrictionView;
+use axum::Router;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use maud::Markup;
 use pages::Frame;
 use quench_store::AuditQuery;
@@ -70,12 +74,24 @@ const JS: &str = include_str!("static/app.js");
 pub(super) fn router() -> Router<Arc<AdminState>> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/portal/restricted") }))
-        .route("/portal", get(|| async { Redirect::to("/portal/restricted") }))
+        .route(
+            "/portal",
+            get(|| async { Redirect::to("/portal/restricted") }),
+        )
         // Browsers ask for it on every page; answered empty rather than as a refused API call.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
-        .route("/portal/", get(|| async { Redirect::to("/portal/restricted") }))
-        .route("/portal/static/app.css", get(|| async { asset(CSS, "text/css; charset=utf-8") }))
-        .route("/portal/static/app.js", get(|| async { asset(JS, "text/javascript; charset=utf-8") }))
+        .route(
+            "/portal/",
+            get(|| async { Redirect::to("/portal/restricted") }),
+        )
+        .route(
+            "/portal/static/app.css",
+            get(|| async { asset(CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/portal/static/app.js",
+            get(|| async { asset(JS, "text/javascript; charset=utf-8") }),
+        )
         .route("/portal/sign-in", get(sign_in_page).post(sign_in))
         .route("/portal/sign-out", post(sign_out))
         .route("/portal/restricted", get(restricted))
@@ -215,7 +231,9 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce(&AdminState) -> T + Send + 'static,
 ) -> Option<T> {
     let worker = state.clone();
-    tokio::task::spawn_blocking(move || work(&worker)).await.ok()
+    tokio::task::spawn_blocking(move || work(&worker))
+        .await
+        .ok()
 }
 
 fn entity_for(kind: &str, id: &str) -> Option<Entity> {
@@ -252,13 +270,15 @@ async fn sign_in_page(
     Query(query): Query<SignInQuery>,
 ) -> Response {
     let pre = csrf::random_token();
-    let notice = query
-        .signed_out
-        .is_some()
-        .then_some("You are signed out.");
+    let notice = query.signed_out.is_some().then_some("You are signed out.");
     with_cookie(
         html(StatusCode::OK, pages::sign_in(&pre, None, notice)),
-        session::set_cookie(PRE_COOKIE, &pre, Duration::from_secs(3600), state.portal.tls),
+        session::set_cookie(
+            PRE_COOKIE,
+            &pre,
+            Duration::from_secs(3600),
+            state.portal.tls,
+        ),
     )
 }
 
@@ -288,14 +308,28 @@ async fn sign_in(
         let fresh = csrf::random_token();
         with_cookie(
             html(status, pages::sign_in(&fresh, Some(error), None)),
-            session::set_cookie(PRE_COOKIE, &fresh, Duration::from_secs(3600), state.portal.tls),
+            session::set_cookie(
+                PRE_COOKIE,
+                &fresh,
+                Duration::from_secs(3600),
+                state.portal.tls,
+            ),
         )
     };
     let Some(form) = form else {
-        return again(StatusCode::BAD_REQUEST, "The sign-in form was incomplete. Try again.");
+        return again(
+            StatusCode::BAD_REQUEST,
+            "The sign-in form was incomplete. Try again.",
+        );
     };
     if !csrf::matches(&pre, &form.csrf) {
-        refused_sign_in(&state, client, "/portal/sign-in (csrf)", StatusCode::FORBIDDEN).await;
+        refused_sign_in(
+            &state,
+            client,
+            "/portal/sign-in (csrf)",
+            StatusCode::FORBIDDEN,
+        )
+        .await;
         return again(
             StatusCode::FORBIDDEN,
             "The sign-in form expired or did not come from this portal. Try again.",
@@ -317,7 +351,15 @@ async fn sign_in(
         .cloned()
         .expect("checked above");
     let id = state.portal.sessions.start(hash);
-    audit(&state, &caller.name, "portal-sign-in", None, "ok", format!("portal session from {client}")).await;
+    audit(
+        &state,
+        &caller.name,
+        "portal-sign-in",
+        None,
+        "ok",
+        format!("portal session from {client}"),
+    )
+    .await;
     let response = Redirect::to("/portal/restricted").into_response();
     let response = with_cookie(
         response,
@@ -351,7 +393,15 @@ async fn sign_out(
     if let Some(id) = session_id(&headers) {
         state.portal.sessions.end(&id);
     }
-    audit(&state, &who.caller.name, "portal-sign-out", None, "ok", "portal session ended".into()).await;
+    audit(
+        &state,
+        &who.caller.name,
+        "portal-sign-out",
+        None,
+        "ok",
+        "portal session ended".into(),
+    )
+    .await;
     with_cookie(
         Redirect::to("/portal/sign-in?signed_out=1").into_response(),
         session::set_cookie(COOKIE, "", Duration::ZERO, state.portal.tls),
@@ -397,18 +447,35 @@ async fn restricted(
         _ => "user".to_string(),
     };
     let search = query.q.unwrap_or_default();
-    let sort = match query.sort.as_deref() {
-        Some(s @ ("entity" | "restriction" | "limit" | "created" | "expires" | "unblocks")) => s,
-        _ => "created",
-    }
-    .to_string();
-    let desc = query.dir.as_deref().map_or(sort == "created", |d| d == "desc");
+    let sort = query
+        .sort
+        .as_deref()
+        .filter(|s| {
+            [
+                "entity",
+                "restriction",
+                "limit",
+                "created",
+                "expires",
+                "unblocks",
+            ]
+            .contains(s)
+        })
+        .unwrap_or("created")
+        .to_string();
+    let desc = query
+        .dir
+        .as_deref()
+        .map_or(sort == "created", |d| d == "desc");
     let now = crate::time::now();
     let open = query.entity.clone();
     let kind_for_work = kind.clone();
     let listed = blocking(&state, move |s| {
         let all = s.service.restrictions(now)?;
-        let detail = match open.as_deref().and_then(|id| entity_for(&kind_for_work, id)) {
+        let detail = match open
+            .as_deref()
+            .and_then(|id| entity_for(&kind_for_work, id))
+        {
             Some(entity) => {
                 let restriction = s.service.restriction(&entity, now)?;
                 let timeline = s.service.store().audit(&AuditQuery {
@@ -428,13 +495,21 @@ async fn restricted(
         Some(Err(error)) => {
             return html(
                 StatusCode::SERVICE_UNAVAILABLE,
-                pages::problem(&who.frame("restricted"), "Restricted entities", &format!("The state store did not answer: {error:#}")),
+                pages::problem(
+                    &who.frame("restricted"),
+                    "Restricted entities",
+                    &format!("The state store did not answer: {error:#}"),
+                ),
             );
         }
         None => {
             return html(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                pages::problem(&who.frame("restricted"), "Restricted entities", "The listing failed. Try again."),
+                pages::problem(
+                    &who.frame("restricted"),
+                    "Restricted entities",
+                    "The listing failed. Try again.",
+                ),
             );
         }
     };
@@ -471,7 +546,15 @@ async fn restricted(
         EntityKind::Connector => "list-blocked-connectors",
         EntityKind::Relay => "list-blocked-relays",
     };
-    audit(&state, &who.caller.name, list_action, None, "ok", format!("portal: {} listed", rows.len())).await;
+    audit(
+        &state,
+        &who.caller.name,
+        list_action,
+        None,
+        "ok",
+        format!("portal: {} listed", rows.len()),
+    )
+    .await;
     let mut status = StatusCode::OK;
     let flyout = match detail {
         Some((entity, Some(restriction), timeline)) => {
@@ -484,7 +567,15 @@ async fn restricted(
                     what: timeline_words(r),
                 })
                 .collect();
-            audit(&state, &who.caller.name, "get-blocked-sender", Some(entity.key()), "ok", format!("portal: {}", view.reason)).await;
+            audit(
+                &state,
+                &who.caller.name,
+                "get-blocked-sender",
+                Some(entity.key()),
+                "ok",
+                format!("portal: {}", view.reason),
+            )
+            .await;
             Some(pages::flyout(&pages::Details {
                 view: &view,
                 timeline: &timeline,
@@ -523,7 +614,13 @@ async fn restricted(
 fn timeline_words(r: &quench_store::AuditRecord) -> String {
     match (r.action.as_str(), r.outcome.as_str()) {
         ("restrict", _) => "Restricted by the policy.".to_string(),
-        ("unblock", "ok") => format!("Unblocked by {}: {}", r.actor, r.detail),
+        ("unblock", "ok") => {
+            // "reason: ...; lifted <Reason string>; unblocks used N, left M": the reason and
+            // the counts say it; the Reason string is in the flyout already.
+            let reason = r.detail.split("; lifted ").next().unwrap_or(&r.detail);
+            let counts = r.detail.rsplit("; ").next().unwrap_or("");
+            format!("Unblocked by {} ({reason}; {counts}).", r.actor)
+        }
         ("unblock", outcome) => format!("Unblock by {} refused ({outcome}): {}", r.actor, r.detail),
         (action, outcome) => format!("{action} by {} ({outcome}): {}", r.actor, r.detail),
     }
@@ -548,7 +645,11 @@ async fn target(
     let Some(entity) = entity_for(kind, id) else {
         return Err(html(
             StatusCode::BAD_REQUEST,
-            pages::problem(&who.frame("restricted"), "Unblock", "No such entity: choose one from the list."),
+            pages::problem(
+                &who.frame("restricted"),
+                "Unblock",
+                "No such entity: choose one from the list.",
+            ),
         ));
     };
     let now = crate::time::now();
@@ -557,15 +658,27 @@ async fn target(
         Some(Ok(Some(restriction))) => Ok((entity, RestrictionView::from(&restriction))),
         Some(Ok(None)) => Err(html(
             StatusCode::NOT_FOUND,
-            pages::problem(&who.frame("restricted"), "Unblock", &format!("{} is not restricted (any more).", entity.id)),
+            pages::problem(
+                &who.frame("restricted"),
+                "Unblock",
+                &format!("{} is not restricted (any more).", entity.id),
+            ),
         )),
         Some(Err(error)) => Err(html(
             StatusCode::SERVICE_UNAVAILABLE,
-            pages::problem(&who.frame("restricted"), "Unblock", &format!("The state store did not answer: {error:#}")),
+            pages::problem(
+                &who.frame("restricted"),
+                "Unblock",
+                &format!("The state store did not answer: {error:#}"),
+            ),
         )),
         None => Err(html(
             StatusCode::INTERNAL_SERVER_ERROR,
-            pages::problem(&who.frame("restricted"), "Unblock", "The lookup failed. Try again."),
+            pages::problem(
+                &who.frame("restricted"),
+                "Unblock",
+                "The lookup failed. Try again.",
+            ),
         )),
     }
 }
@@ -613,7 +726,9 @@ async fn unblock_steps(
     };
     let kind = query.kind.unwrap_or_default();
     let id = query.entity.unwrap_or_default();
-    if let Err(refused) = may_unblock_or_refuse(&state, &who, entity_for(&kind, &id).map(|e| e.key())).await {
+    if let Err(refused) =
+        may_unblock_or_refuse(&state, &who, entity_for(&kind, &id).map(|e| e.key())).await
+    {
         return refused;
     }
     let (_, view) = match target(&state, &who, &kind, &id).await {
@@ -654,7 +769,13 @@ async fn unblock_confirm(
     if let Err(refused) = check_csrf(&state, &who, &form.csrf, "unblock").await {
         return refused;
     }
-    if let Err(refused) = may_unblock_or_refuse(&state, &who, entity_for(&form.kind, &form.entity).map(|e| e.key())).await {
+    if let Err(refused) = may_unblock_or_refuse(
+        &state,
+        &who,
+        entity_for(&form.kind, &form.entity).map(|e| e.key()),
+    )
+    .await
+    {
         return refused;
     }
     let (_, view) = match target(&state, &who, &form.kind, &form.entity).await {
@@ -662,7 +783,10 @@ async fn unblock_confirm(
         Err(page) => return page,
     };
     let reason: String = form.reason.trim().chars().take(1000).collect();
-    html(StatusCode::OK, pages::unblock_confirm(&who.frame("restricted"), &view, &reason))
+    html(
+        StatusCode::OK,
+        pages::unblock_confirm(&who.frame("restricted"), &view, &reason),
+    )
 }
 
 async fn unblock(
@@ -681,7 +805,11 @@ async fn unblock(
     let Some(entity) = entity_for(&form.kind, &form.entity) else {
         return html(
             StatusCode::BAD_REQUEST,
-            pages::problem(&who.frame("restricted"), "Unblock", "No such entity: choose one from the list."),
+            pages::problem(
+                &who.frame("restricted"),
+                "Unblock",
+                "No such entity: choose one from the list.",
+            ),
         );
     };
     if let Err(refused) = may_unblock_or_refuse(&state, &who, Some(entity.key())).await {
@@ -705,7 +833,8 @@ async fn unblock(
     let target = entity.clone();
     let now = crate::time::now();
     let answer = blocking(&state, move |s| {
-        s.service.unblock(&target, caller.role, &caller.name, &reason, now)
+        s.service
+            .unblock(&target, caller.role, &caller.name, &reason, now)
     })
     .await;
     let frame = who.frame("restricted");
@@ -744,12 +873,22 @@ async fn unblock(
             let message = crate::simulate::describe_unblock_error(&error);
             html(
                 status,
-                pages::unblock_refused(&frame, &entity.id, &form.kind, &capitalise(&message), limit),
+                pages::unblock_refused(
+                    &frame,
+                    &entity.id,
+                    &form.kind,
+                    &capitalise(&message),
+                    limit,
+                ),
             )
         }
         Some(Err(error)) => html(
             StatusCode::SERVICE_UNAVAILABLE,
-            pages::problem(&frame, "Unblock", &format!("The unblock could not be done: {error:#}")),
+            pages::problem(
+                &frame,
+                "Unblock",
+                &format!("The unblock could not be done: {error:#}"),
+            ),
         ),
         None => html(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -773,7 +912,15 @@ async fn alerts_page(State(state): State<Arc<AdminState>>, headers: HeaderMap) -
         Ok(who) => who,
         Err(redirect) => return redirect,
     };
-    audit(&state, &who.caller.name, "list-alert-policies", None, "ok", "portal".into()).await;
+    audit(
+        &state,
+        &who.caller.name,
+        "list-alert-policies",
+        None,
+        "ok",
+        "portal".into(),
+    )
+    .await;
     render_alerts(&state, &who, StatusCode::OK, None)
 }
 
@@ -784,7 +931,12 @@ fn render_alerts(
     message: Option<(&str, bool)>,
 ) -> Response {
     let config = state.live.config();
-    let policies = state.live.alerts().current().policies().list(&config.alerts);
+    let policies = state
+        .live
+        .alerts()
+        .current()
+        .policies()
+        .list(&config.alerts);
     html(
         status,
         pages::alerts(
@@ -822,7 +974,15 @@ async fn alerts_save(
             "Your role ({}) may read alert policies but not change them.",
             who.caller.role
         );
-        audit(&state, &who.caller.name, "change-alert-policy", None, "forbidden", format!("portal: {id}: {message}")).await;
+        audit(
+            &state,
+            &who.caller.name,
+            "change-alert-policy",
+            None,
+            "forbidden",
+            format!("portal: {id}: {message}"),
+        )
+        .await;
         return render_alerts(&state, &who, StatusCode::FORBIDDEN, Some((&message, false)));
     }
     let removed: Vec<&str> = fields
@@ -847,7 +1007,10 @@ async fn alerts_save(
                     &state,
                     &who,
                     StatusCode::BAD_REQUEST,
-                    Some(("The daily notification limit must be a whole number of at least 1, or choose \"No limit\".", false)),
+                    Some((
+                        "The daily notification limit must be a whole number of at least 1, or choose \"No limit\".",
+                        false,
+                    )),
                 );
             }
         },
@@ -862,14 +1025,35 @@ async fn alerts_save(
     let policies = state.live.alerts().current().policies().clone();
     match policies.change(&config.alerts, &id, &change) {
         Ok((view, detail)) => {
-            audit(&state, &who.caller.name, "change-alert-policy", None, "ok", format!("portal: {detail}")).await;
+            audit(
+                &state,
+                &who.caller.name,
+                "change-alert-policy",
+                None,
+                "ok",
+                format!("portal: {detail}"),
+            )
+            .await;
             let message = format!("Saved \"{}\".", view.name);
             render_alerts(&state, &who, StatusCode::OK, Some((&message, true)))
         }
         Err(error) => {
             let message = format!("Not saved: {error:#}.");
-            audit(&state, &who.caller.name, "change-alert-policy", None, "invalid", format!("portal: {id}: {error:#}")).await;
-            render_alerts(&state, &who, StatusCode::BAD_REQUEST, Some((&message, false)))
+            audit(
+                &state,
+                &who.caller.name,
+                "change-alert-policy",
+                None,
+                "invalid",
+                format!("portal: {id}: {error:#}"),
+            )
+            .await;
+            render_alerts(
+                &state,
+                &who,
+                StatusCode::BAD_REQUEST,
+                Some((&message, false)),
+            )
         }
     }
 }
@@ -916,11 +1100,15 @@ async fn audit_page(
     let page = filter.page.unwrap_or(0).min(199);
     let mut error = None;
     let since = parse_time(&since_text).unwrap_or_else(|e| {
-        error = Some(format!("\"From\" is not a time ({e:#}); use 2026-12-01 or 2026-12-01T00:00:00Z."));
+        error = Some(format!(
+            "\"From\" is not a time ({e:#}); use 2026-12-01 or 2026-12-01T00:00:00Z."
+        ));
         None
     });
     let until = parse_time(&until_text).unwrap_or_else(|e| {
-        error = Some(format!("\"Until\" is not a time ({e:#}); use 2026-12-01 or 2026-12-01T00:00:00Z."));
+        error = Some(format!(
+            "\"Until\" is not a time ({e:#}); use 2026-12-01 or 2026-12-01T00:00:00Z."
+        ));
         None
     });
     let query = AuditQuery {
@@ -944,9 +1132,21 @@ async fn audit_page(
     records.reverse();
     let more = records.len() > (page + 1) * PAGE;
     let shown: Vec<_> = records.into_iter().skip(page * PAGE).take(PAGE).collect();
-    audit(&state, &who.caller.name, "list-audit", None, "ok", format!("portal: {} listed", shown.len())).await;
+    audit(
+        &state,
+        &who.caller.name,
+        "list-audit",
+        None,
+        "ok",
+        format!("portal: {} listed", shown.len()),
+    )
+    .await;
     html(
-        if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK },
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
         pages::audit(
             &who.frame("audit"),
             &pages::AuditPage {
