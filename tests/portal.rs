@@ -403,6 +403,19 @@ fn seed_limit_reached(state_dir: &std::path::Path, user: &str) {
     assert_eq!(restriction.unblocks_left, 0);
 }
 
+/// The time the page gives for the next allowed unblock.
+async fn next_allowed(client: &Client) -> i64 {
+    let next = client
+        .find(Locator::Id("next-allowed"))
+        .await
+        .expect("the page says when the next unblock is allowed")
+        .attr("datetime")
+        .await
+        .unwrap()
+        .unwrap();
+    quench::time::parse(&next).unwrap()
+}
+
 #[test]
 fn unblock_limit_message_and_support_override() {
     let data = QuenchServer::fresh_dir("portal-limit-store");
@@ -414,9 +427,16 @@ fn unblock_limit_message_and_support_override() {
         let client = driver.session(1280, 860).await;
         sign_in(&client, &base, &token("org")).await;
         open_flyout(&client, &base, "carol@contoso.com").await;
+        // Unblocked 2 days ago, 1 per 30 days: the next is allowed in 28 days.
+        let expected = quench::time::now() - 2 * 86_400 + 60 + 30 * 86_400;
         let warning = text_of(&client, "limit-reached").await;
-        assert!(warning.contains("1 unblocks were used"), "{warning}");
+        assert!(warning.contains("1 of 1 unblocks were used"), "{warning}");
         assert!(warning.contains("contact Support"), "{warning}");
+        let next = next_allowed(&client).await;
+        assert!(
+            (next - expected).abs() < 600,
+            "next allowed {next} vs {expected}"
+        );
         assert!(!has(&client, "unblock").await, "no Unblock past the limit");
         client
             .execute(
@@ -440,16 +460,7 @@ fn unblock_limit_message_and_support_override() {
         let refused = text_of(&client, "limit-reached").await;
         assert!(refused.contains("1 of 1 unblocks were used"), "{refused}");
         assert!(refused.contains("contact Support"), "{refused}");
-        let next = client
-            .find(Locator::Id("next-allowed"))
-            .await
-            .unwrap()
-            .attr("datetime")
-            .await
-            .unwrap()
-            .unwrap();
-        let next = quench::time::parse(&next).unwrap();
-        let expected = quench::time::now() - 2 * 86_400 + 60 + 30 * 86_400;
+        let next = next_allowed(&client).await;
         assert!(
             (next - expected).abs() < 600,
             "next allowed {next} vs {expected}"

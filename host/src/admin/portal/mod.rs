@@ -470,6 +470,7 @@ async fn restricted(
     let now = crate::time::now();
     let open = query.entity.clone();
     let kind_for_work = kind.clone();
+    let role = who.caller.role;
     let listed = blocking(&state, move |s| {
         let all = s.service.restrictions(now)?;
         let detail = match open
@@ -478,12 +479,27 @@ async fn restricted(
         {
             Some(entity) => {
                 let restriction = s.service.restriction(&entity, now)?;
+                // Past the unblock limit, ask the policy (changing nothing) when the next
+                // unblock is allowed, so the flyout can say so before any step is taken.
+                let limit = match &restriction {
+                    Some(r) if r.unblocks_left == 0 && may_unblock(role) => {
+                        match s.service.unblock_preview(&entity, role, now)? {
+                            Err(UnblockError::LimitReached(limit)) => Some((
+                                limit.used,
+                                limit.limit,
+                                crate::time::format(limit.next_allowed),
+                            )),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
                 let timeline = s.service.store().audit(&AuditQuery {
                     entity: Some(entity.key()),
                     limit: Some(200),
                     ..AuditQuery::default()
                 })?;
-                Some((entity, restriction, timeline))
+                Some((entity, restriction, timeline, limit))
             }
             None => None,
         };
@@ -557,7 +573,7 @@ async fn restricted(
     .await;
     let mut status = StatusCode::OK;
     let flyout = match detail {
-        Some((entity, Some(restriction), timeline)) => {
+        Some((entity, Some(restriction), timeline, limit)) => {
             let view = RestrictionView::from(&restriction);
             let timeline: Vec<pages::TimelineEntry> = timeline
                 .iter()
@@ -581,10 +597,11 @@ async fn restricted(
                 timeline: &timeline,
                 may_unblock: may_unblock(who.caller.role),
                 support: who.caller.role == Role::Support,
+                limit,
                 close: &close,
             }))
         }
-        Some((entity, None, _)) => {
+        Some((entity, None, _, _)) => {
             status = StatusCode::NOT_FOUND;
             Some(maud::html! {
                 aside.flyout #flyout role="dialog" aria-labelledby="flyout-title" {

@@ -240,6 +240,8 @@ pub struct Details<'a> {
     pub may_unblock: bool,
     /// Whether the caller is Support (may unblock past the limit).
     pub support: bool,
+    /// Past the unblock limit, as the policy says for the caller: (used, limit, next allowed).
+    pub limit: Option<(u32, u32, String)>,
     /// Where closing the flyout goes.
     pub close: &'a str,
 }
@@ -313,10 +315,16 @@ pub fn flyout(d: &Details) -> Markup {
             }
             h3 { "Unblock limit" }
             p #unblock-limit { (v.unblocks_used) " unblocks used, " (v.unblocks_left) " left in the unblock window." }
-            @if exhausted {
+            @if let Some((used, limit, next)) = &d.limit {
+                p.warning #limit-reached role="note" {
+                    "The unblock limit is reached: " (used) " of " (limit) " unblocks were used in the unblock window. "
+                    "The next unblock is allowed at " time #next-allowed datetime=(next) { (short_time(next)) } ". "
+                    "Until then, contact Support: only the Support role may unblock past the limit."
+                }
+            } @else if exhausted {
                 p.warning #limit-reached role="note" {
                     "The unblock limit is reached: " (v.unblocks_used) " unblocks were used in the window. "
-                    "The next unblock is allowed when the oldest leaves the window; until then, contact Support."
+                    @if d.support { "As Support, you may unblock past it." } @else { "Contact Support." }
                 }
             }
             @if d.may_unblock && (!exhausted || d.support) {
