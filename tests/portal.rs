@@ -26,6 +26,12 @@ recipient_limit_external_per_hour = 1
 recipient_limit_internal_per_hour = 100
 recipient_limit_per_day = 100
 action_when_threshold_reached = "BlockUser"
+
+[[connectors]]
+id = "partner-relay"
+client_addresses = ["192.0.2.99"]
+recipient_limit_external_per_hour = 1
+action_when_threshold_reached = "BlockUser"
 "#;
 
 const ROLES: [(&str, &str); 4] = [
@@ -44,6 +50,7 @@ fn config() -> String {
     for line in POLICY.lines() {
         match line {
             "[[outbound]]" => config.push_str("[[policy.outbound]]\n"),
+            "[[connectors]]" => config.push_str("[[policy.connectors]]\n"),
             _ if line.starts_with("accepted_domains") => {
                 config.push_str("[policy]\n");
                 config.push_str(line);
@@ -167,6 +174,17 @@ fn sign_in_list_flyout_full_unblock_flow_and_sign_out() {
     let server = QuenchServer::start("portal-flow", &config());
     restrict(&server, "alice@contoso.com");
     restrict(&server, "bob@contoso.com");
+    // And a connector, restricted by the relay's own traffic.
+    let mut relay = server.connect();
+    for instance in ["r1", "r2"] {
+        relay.ask(&[
+            ("protocol_state", "RCPT"),
+            ("client_address", "192.0.2.99"),
+            ("sender", "newsletter@fabrikam.com"),
+            ("recipient", "someone@example.net"),
+            ("instance", instance),
+        ]);
+    }
     let base = base(&server);
     let driver = Driver::start();
     runtime().block_on(async {
@@ -242,6 +260,21 @@ fn sign_in_list_flyout_full_unblock_flow_and_sign_out() {
             .await
             .unwrap();
         screenshot(&client, "portal-list").await;
+
+        // The Connectors tab lists the connector.
+        client
+            .find(Locator::LinkText("Connectors (1)"))
+            .await
+            .expect("the Connectors tab counts one")
+            .click()
+            .await
+            .unwrap();
+        assert!(
+            text_of(&client, "restricted")
+                .await
+                .contains("partner-relay")
+        );
+        assert_eq!(text_of(&client, "count").await, "1 item");
 
         // The flyout: evidence in words, the Reason string, the timeline, the unblock limit.
         open_flyout(&client, &base, "alice@contoso.com").await;

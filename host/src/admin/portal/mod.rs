@@ -649,7 +649,7 @@ fn timeline_words(r: &quench_store::AuditRecord) -> String {
 struct UnblockQuery {
     kind: Option<String>,
     entity: Option<String>,
-    step: Option<u8>,
+    step: Option<String>,
 }
 
 /// The restriction of `kind`/`id`, or the page saying why there is none.
@@ -753,8 +753,8 @@ async fn unblock_steps(
         Err(page) => return page,
     };
     let frame = who.frame("restricted");
-    match query.step {
-        Some(2) => html(StatusCode::OK, pages::unblock_step2(&frame, &view)),
+    match query.step.as_deref() {
+        Some("2") => html(StatusCode::OK, pages::unblock_step2(&frame, &view)),
         _ => html(StatusCode::OK, pages::unblock_step1(&frame, &view)),
     }
 }
@@ -1083,7 +1083,7 @@ struct AuditFilter {
     action: Option<String>,
     since: Option<String>,
     until: Option<String>,
-    page: Option<usize>,
+    page: Option<String>,
 }
 
 /// Records per page.
@@ -1114,7 +1114,12 @@ async fn audit_page(
     let action = filter.action.unwrap_or_default();
     let since_text = filter.since.unwrap_or_default();
     let until_text = filter.until.unwrap_or_default();
-    let page = filter.page.unwrap_or(0).min(199);
+    // Anything but a page number is the first page (a query string is never an error page).
+    let page = filter
+        .page
+        .and_then(|p| p.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(199);
     let mut error = None;
     let since = parse_time(&since_text).unwrap_or_else(|e| {
         error = Some(format!(
