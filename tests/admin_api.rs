@@ -355,3 +355,196 @@ fn cli_lists_gets_removes_and_audits() {
     let (ok, _, err) = quench(&server, "Nobody", &["blocked-sender", "list"]);
     assert!(!ok && err.contains("401"), "{err}");
 }
+
+/// Alert policies (issue 13, item 4): every role reads them, OrganizationManagement and
+/// SecurityAdministrator change them, every call is audited, a change is live and survives
+/// a restart, the config file gives the initial values (tenant admins, no daily limit), and
+/// the CLI mirrors the API.
+#[test]
+fn alert_policies_for_every_role_live_audited_and_kept_across_restart() {
+    let server = QuenchServer::start("admin-alert-policies", &config());
+    let admin = server.admin.expect("the admin API is on");
+    // No recipients at all: the server said so at start, and so does each policy.
+    assert!(
+        server.log().contains("no alert has a recipient"),
+        "{}",
+        server.log()
+    );
+    for role in ROLES {
+        let (status, body) = http(admin, "GET", "/v1/alert-policies", Some(&token(role)), None);
+        assert_eq!(status, 200, "{role} reads the alert policies");
+        let policies = body["policies"].as_array().unwrap();
+        let restricted = policies
+            .iter()
+            .find(|p| p["id"] == "user_restricted")
+            .expect("the built-in kinds are listed");
+        assert_eq!(restricted["name"], "User restricted from sending email");
+        assert_eq!(restricted["enabled"], true);
+        assert_eq!(
+            restricted["daily_limit"],
+            Value::Null,
+            "EOP's default: No limit"
+        );
+        assert!(
+            restricted["warning"]
+                .as_str()
+                .unwrap()
+                .contains("no recipients")
+        );
+        let (status, _) = http(
+            admin,
+            "GET",
+            "/v1/alert-policies/User%20restricted%20from%20sending%20email",
+            Some(&token(role)),
+            None,
+        );
+        assert_eq!(status, 200, "by name too");
+    }
+    for (i, role) in ROLES.iter().enumerate() {
+        let body = format!(r#"{{"daily_limit": {}}}"#, i + 1);
+        let (status, answer) = http(
+            admin,
+            "PUT",
+            "/v1/alert-policies/limit_exceeded",
+            Some(&token(role)),
+            Some(&body),
+        );
+        let allowed = matches!(*role, "OrganizationManagement" | "SecurityAdministrator");
+        assert_eq!(status, if allowed { 200 } else { 403 }, "{role}: {answer}");
+        if allowed {
+            assert_eq!(answer["daily_limit"], i + 1);
+        } else {
+            assert!(
+                answer["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("may not change alert policies")
+            );
+        }
+    }
+    let org = token("OrganizationManagement");
+    let (status, answer) = http(
+        admin,
+        "PUT",
+        "/v1/alert-policies/user_restricted",
+        Some(&org),
+        Some(r#"{"enabled": false, "recipients": ["soc@contoso.com"], "daily_limit": null}"#),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["enabled"], false);
+    assert_eq!(answer["recipients"], serde_json::json!(["soc@contoso.com"]));
+    assert_eq!(answer["recipients_are_tenant_admins"], false);
+    assert_eq!(answer["daily_limit"], Value::Null);
+    // Refused changes: a bad address, an unknown policy, an unknown field.
+    let (status, answer) = http(
+        admin,
+        "PUT",
+        "/v1/alert-policies/user_restricted",
+        Some(&org),
+        Some(r#"{"recipients": ["not an address"]}"#),
+    );
+    assert_eq!(status, 400, "{answer}");
+    let (status, _) = http(
+        admin,
+        "PUT",
+        "/v1/alert-policies/nope",
+        Some(&org),
+        Some("{}"),
+    );
+    assert_eq!(status, 404);
+    let (status, _) = http(
+        admin,
+        "PUT",
+        "/v1/alert-policies/user_restricted",
+        Some(&org),
+        Some(r#"{"colour": "red"}"#),
+    );
+    assert_eq!(status, 422);
+
+    // Live: the next alert of the kind follows the change (disabled: logged only).
+    restrict(&server, "alice@contoso.com");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server
+        .log()
+        .lines()
+        .any(|l| l.contains("User restricted from sending email") && l.contains("kind disabled"))
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // Audited: every change, allowed or refused, with who and what.
+    let (_, audit) = http(
+        admin,
+        "GET",
+        "/v1/audit?action=change-alert-policy",
+        Some(&org),
+        None,
+    );
+    let records = audit["records"].as_array().unwrap();
+    assert!(records.iter().any(|r| r["outcome"] == "ok"
+        && r["actor"] == "OrganizationManagement-admin"
+        && r["detail"].as_str().unwrap().contains(
+            "user_restricted: enabled=false recipients=[soc@contoso.com] daily_limit=none"
+        )));
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["outcome"] == "forbidden")
+            .count(),
+        4,
+        "{records:#?}"
+    );
+
+    // Kept across a restart (the saved settings win over the config file).
+    let server = server.kill9_and_restart();
+    let admin = server.admin.unwrap();
+    let (_, after) = http(
+        admin,
+        "GET",
+        "/v1/alert-policies/user_restricted",
+        Some(&token("GlobalReader")),
+        None,
+    );
+    assert_eq!(after["enabled"], false);
+    assert_eq!(after["recipients"], serde_json::json!(["soc@contoso.com"]));
+    assert_eq!(after["changed_live"], true);
+
+    // The CLI mirrors it.
+    let (ok, out, err) = quench(
+        &server,
+        "SecurityAdministrator",
+        &[
+            "alert-policy",
+            "set",
+            "user_restricted",
+            "--enable",
+            "--daily-limit",
+            "7",
+            "--recipients",
+            "a@contoso.com,b@contoso.com",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("On") && out.contains("a@contoso.com, b@contoso.com"),
+        "{out}"
+    );
+    let (ok, out, err) = quench(
+        &server,
+        "GlobalReader",
+        &["alert-policy", "get", "user_restricted", "--json"],
+    );
+    assert!(ok, "{err}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["daily_limit"], 7);
+    assert_eq!(shown["enabled"], true);
+    let (ok, _, err) = quench(
+        &server,
+        "GlobalReader",
+        &["alert-policy", "set", "user_restricted", "--disable"],
+    );
+    assert!(!ok && err.contains("403"), "{err}");
+    let (ok, out, _) = quench(&server, "GlobalReader", &["alert-policy", "list"]);
+    assert!(ok && out.contains("Email sending limit exceeded"), "{out}");
+}

@@ -412,7 +412,7 @@ fn alert_email_lands_in_a_real_mailbox_and_the_daily_limit_holds() {
     })
     .expect("private Postfix");
     let mut config = AlertsConfig {
-        recipients: vec!["secops@alerts.test".into()],
+        tenant_admins: vec!["secops@alerts.test".into()],
         email: Some(EmailConfig {
             port: postfix.port(),
             retry_backoff_ms: 10,
@@ -586,7 +586,7 @@ fn a_disabled_kind_is_logged_but_not_notified() {
 #[test]
 fn refused_sinks_fail_counted_and_submit_never_waits() {
     let config = AlertsConfig {
-        recipients: vec!["secops@alerts.test".into()],
+        tenant_admins: vec!["secops@alerts.test".into()],
         daily_limit: 0, // no limit: every alert is a notification
         queue_capacity: 8,
         webhook: Some(WebhookConfig {
@@ -641,7 +641,7 @@ fn hung_sinks_never_hold_up_submit_and_shutdown_is_bounded() {
     let hung_relay = BlackHole::start();
     let capacity = 4;
     let config = AlertsConfig {
-        recipients: vec!["secops@alerts.test".into()],
+        tenant_admins: vec!["secops@alerts.test".into()],
         daily_limit: 0,
         queue_capacity: capacity,
         webhook: Some(WebhookConfig {
@@ -758,9 +758,18 @@ fn config_errors_name_the_key() {
         (
             r#"[email]
                from = "q@contoso.com""#,
-            "alerts.recipients",
+            "alerts.tenant_admins",
         ),
         (r#"recipients = ["a@contoso.com"]"#, "alerts.recipients"),
+        (
+            r#"tenant_admins = ["a@contoso.com"]"#,
+            "alerts.tenant_admins",
+        ),
+        (
+            r#"tenant_admins = ["a@contoso.com"]
+               recipients = ["b@contoso.com"]"#,
+            "alerts.recipients",
+        ),
         ("queue_capacity = 0", "alerts.queue_capacity"),
     ];
     for (text, key) in cases {

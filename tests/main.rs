@@ -9,6 +9,8 @@
 //!
 //! The behaviour scenarios stay in their own binary (`tests/scenarios.rs`, own runner).
 
+#[path = "support/browser.rs"]
+mod browser;
 mod common;
 #[path = "support/postfix.rs"]
 mod postfix;
@@ -26,6 +28,7 @@ mod conformance_kit;
 mod contract_compat;
 mod fleet;
 mod ndr;
+mod portal;
 mod postfix_e2e;
 mod postfix_harness;
 mod reload;

@@ -438,6 +438,7 @@ impl QuenchConfig {
         for (key, file) in [
             ("alerts.webhook.secret_file", webhook),
             ("alerts.email.password_file", email),
+            ("admin.tls_key", self.admin.tls_key.as_ref()),
         ] {
             if let Some(file) = file {
                 check_secret_file(key, file)?;

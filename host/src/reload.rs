@@ -159,6 +159,10 @@ pub const LIVE_SERVE_KEYS: [&str; 7] = [
 /// `[admin]` and `[metrics]` keys that need a restart (the rest are live).
 const RESTART_HTTP_KEYS: [&str; 1] = ["max_connections"];
 
+/// The `[admin]` keys that need a restart: the connection cap, and TLS (the listener's
+/// acceptor and the portal's Secure cookies are set up at start).
+const RESTART_ADMIN_KEYS: [&str; 3] = ["max_connections", "tls_cert", "tls_key"];
+
 /// The command line's overrides of `[serve]` keys, applied to the file at start and on every
 /// reload (so the file's values of these keys never matter while they are given).
 #[derive(Debug, Clone, Default)]
@@ -282,10 +286,11 @@ impl Live {
         let alerts = if alerts_fingerprint(&running.alerts)? != alerts_fingerprint(&config.alerts)?
         {
             Some(
-                AlertDispatcher::start(
+                AlertDispatcher::start_with(
                     &config.alerts,
                     tokio::runtime::Handle::try_current()
                         .context("reloading [alerts] needs the server's runtime")?,
+                    self.alerts.current().policies().clone(),
                 )
                 .context("starting alert delivery with the new [alerts]")?,
             )
@@ -435,7 +440,7 @@ fn needs_no_restart(
         }
     }
     for key in changed_in::<crate::admin::AdminConfig>(running, next, "admin") {
-        if RESTART_HTTP_KEYS.contains(&key.as_str()) {
+        if RESTART_ADMIN_KEYS.contains(&key.as_str()) {
             needs.push(format!("admin.{key}"));
         }
     }

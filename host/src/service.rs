@@ -457,6 +457,40 @@ impl Service {
         answer
     }
 
+    /// Ask the policy whether `role` could unblock `entity` now, changing nothing (no state
+    /// written, nothing audited): the portal uses it to say, before an admin starts the unblock
+    /// steps, that the unblock limit is reached and when the next unblock is allowed. The
+    /// policy alone decides, exactly as for [`unblock`](Self::unblock).
+    pub fn unblock_preview(
+        &self,
+        entity: &Entity,
+        role: Role,
+        now: Timestamp,
+    ) -> Result<Result<(), UnblockError>> {
+        let policy = self.policy();
+        let request = UnblockRequest {
+            entity: entity.clone(),
+            role,
+            admin: "preview".to_string(),
+            reason: "preview".to_string(),
+            grace: UnblockGrace::RestOfDay,
+        };
+        let mut answer = None;
+        let stored = self.store.update(&entity.key(), &mut |state| {
+            answer = Some(policy.sandbox.unblock(state, &request, now));
+            Update {
+                state: None,
+                durability: Durability::Lazy,
+                restricted: None,
+            }
+        });
+        match (stored, answer) {
+            (Ok(()), Some(answer)) => Ok(answer.map_err(anyhow::Error::from)?.map(|_| ())),
+            (Err(error), _) => Err(anyhow::Error::from(error)),
+            (Ok(()), None) => unreachable!("a successful update ran the closure"),
+        }
+    }
+
     /// Append an audit record.
     pub fn audit(
         &self,

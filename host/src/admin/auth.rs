@@ -60,6 +60,11 @@ impl Tokens {
         Ok(Tokens { by_hash })
     }
 
+    /// The caller whose token hashes to `hash`, if any (portal sessions keep only the hash).
+    pub fn caller_by_hash(&self, hash: &str) -> Option<&Caller> {
+        self.by_hash.get(hash)
+    }
+
     /// The caller a presented token belongs to, if any.
     pub fn caller(&self, token: &str) -> Option<&Caller> {
         self.by_hash.get(&hash_token(token))
@@ -89,5 +94,14 @@ pub fn may_reload(role: Role) -> bool {
     matches!(
         role,
         Role::GlobalAdministrator | Role::OrganizationManagement
+    )
+}
+
+/// Whether `role` may change the alert policies (status, recipients, daily limit). Every role
+/// may read them.
+pub fn may_manage_alerts(role: Role) -> bool {
+    matches!(
+        role,
+        Role::GlobalAdministrator | Role::OrganizationManagement | Role::SecurityAdministrator
     )
 }

@@ -28,6 +28,47 @@ pub struct HttpLimits {
     pub max_connections: usize,
     /// Reads the header timeout for each new connection (so a reload changes it).
     pub header_timeout: Arc<dyn Fn() -> Duration + Send + Sync>,
+    /// Serve TLS with this acceptor (the admin listener with `[admin] tls_cert`); the TLS
+    /// handshake must finish within the header timeout.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A TLS acceptor for `cert` (PEM chain) and `key` (PEM private key), rustls with the ring
+/// provider, TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("admin.tls_cert: reading {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| {
+            format!(
+                "admin.tls_cert: {} is not a PEM certificate chain",
+                cert.display()
+            )
+        })?;
+    if chain.is_empty() {
+        anyhow::bail!("admin.tls_cert: {} holds no certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
+        format!(
+            "admin.tls_key: reading a PEM private key from {}",
+            key.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("admin.tls_cert and admin.tls_key do not make a usable certificate")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Most bytes buffered while reading a request's headers; more is refused (431). hyper's
@@ -79,30 +120,23 @@ pub async fn serve_http(
                 };
                 let app = app.clone();
                 let header_timeout = (limits.header_timeout)();
-                let mut stop = stop.clone();
+                let stop = stop.clone();
+                let tls = limits.tls.clone();
                 connections.spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |mut request: hyper::Request<hyper::body::Incoming>| {
-                            request.extensions_mut().insert(ConnectInfo(peer));
-                            let mut app = app.clone();
-                            async move { app.call(request).await }
-                        },
-                    );
-                    let connection = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(header_timeout)
-                        .max_buf_size(MAX_HEADER_BUFFER)
-                        .serve_connection(TokioIo::new(stream), service);
-                    tokio::pin!(connection);
-                    tokio::select! {
-                        served = connection.as_mut() => {
-                            if let Err(error) = served {
-                                tracing::debug!(listener = what, %peer, %error, "connection closed");
+                    match tls {
+                        None => serve_connection(what, stream, peer, app, header_timeout, stop).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    serve_connection(what, stream, peer, app, header_timeout, stop).await;
+                                }
+                                Ok(Err(error)) => {
+                                    tracing::debug!(listener = what, %peer, %error, "TLS handshake failed");
+                                }
+                                Err(_) => {
+                                    tracing::debug!(listener = what, %peer, "TLS handshake timed out");
+                                }
                             }
-                        }
-                        _ = stop.changed() => {
-                            connection.as_mut().graceful_shutdown();
-                            let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
                         }
                     }
                     drop(permit);
@@ -119,5 +153,41 @@ pub async fn serve_http(
     .is_err()
     {
         connections.abort_all();
+    }
+}
+
+/// Serve one connection (plain or TLS) until it closes or `stop` changes.
+async fn serve_connection<S>(
+    what: &'static str,
+    stream: S,
+    peer: std::net::SocketAddr,
+    app: axum::Router,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let mut app = app.clone();
+            async move { app.call(request).await }
+        });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEADER_BUFFER)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => {
+            if let Err(error) = served {
+                tracing::debug!(listener = what, %peer, %error, "connection closed");
+            }
+        }
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+        }
     }
 }

@@ -17,9 +17,16 @@
 //! | GET  | `/v1/audit?since=RFC3339&entity=KEY&action=NAME&limit=N` | every role |
 //! | GET  | `/v1/policy` | every role |
 //! | POST | `/v1/policy/reload` `{"reset_state": false}` | OrganizationManagement |
+//! | GET  | `/v1/alert-policies` | every role |
+//! | GET  | `/v1/alert-policies/{name}` | every role |
+//! | PUT  | `/v1/alert-policies/{name}` `{"enabled": true, "recipients": [...], "daily_limit": null}` | OrganizationManagement, SecurityAdministrator |
+//!
+//! The same listener serves the web portal under `/portal/` ([`portal`]), over TLS when
+//! `tls_cert` and `tls_key` are set.
 
 pub mod auth;
 pub mod http;
+pub mod portal;
 mod routes;
 pub mod sampler;
 
@@ -68,6 +75,14 @@ pub struct AdminConfig {
     /// The request path in a sampled record is cut to this many bytes. Default 256: enough
     /// for every real API path and a recognisable prefix of a hostile one.
     pub anonymous_audit_path_bytes: usize,
+    /// PEM certificate chain: serve the admin API and portal over TLS (rustls). Needs
+    /// `tls_key` too, and a restart to change. Default: plain HTTP, right for the loopback
+    /// listener; set it (or put a reverse proxy in front) when admins reach the portal from
+    /// another machine.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for `tls_cert` (PKCS#8, PKCS#1 or SEC1). Must not be readable by
+    /// group or others.
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -81,6 +96,8 @@ impl Default for AdminConfig {
             anonymous_audit_interval_secs: 60,
             anonymous_audit_clients: 256,
             anonymous_audit_path_bytes: 256,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -2,10 +2,11 @@
 //! before any of it is read, and audits every refused request in bounded form
 //! ([`super::sampler`]).
 
-use super::auth::{Caller, may_reload, may_unblock};
+use super::auth::{Caller, may_manage_alerts, may_reload, may_unblock};
 use super::sampler::{
     RefusedAudit, RefusedKind, SAMPLED_ACTION, SAMPLED_OUTCOME, SampledRecord, SamplerSettings,
 };
+use crate::alerts::PolicyChange;
 use crate::bindings::{Entity, EntityKind, UnblockError};
 use crate::metrics::Metrics;
 use crate::reload::{Live, Reloader};
@@ -27,13 +28,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// What the handlers share.
-struct AdminState {
-    service: Arc<Service>,
-    live: Arc<Live>,
+/// What the handlers (the API's and the portal's) share.
+pub(super) struct AdminState {
+    pub(super) service: Arc<Service>,
+    pub(super) live: Arc<Live>,
     reloader: Option<Arc<Reloader>>,
     metrics: Arc<Metrics>,
     sampler: RefusedAudit,
+    pub(super) portal: super::portal::PortalState,
 }
 
 /// Marks a response whose request was audited in full by its handler; a response without it
@@ -48,6 +50,7 @@ enum Need {
     Read,
     Unblock,
     Reload,
+    ManageAlerts,
 }
 
 /// A handler's answer and what to audit about it.
@@ -91,6 +94,7 @@ impl AdminApi {
         reloader: Option<Arc<Reloader>>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let tls = live.config().admin.tls_cert.is_some();
         AdminApi {
             state: Arc::new(AdminState {
                 service,
@@ -98,14 +102,17 @@ impl AdminApi {
                 reloader,
                 metrics,
                 sampler: RefusedAudit::new(),
+                portal: super::portal::PortalState::new(tls),
             }),
         }
     }
 
-    /// The router: every route behind the guard.
+    /// The router: every API route behind the guard, and the portal (which authenticates by
+    /// session instead, see [`super::portal`]).
     pub fn router(&self) -> Router {
         let state = self.state.clone();
         Router::new()
+            .merge(super::portal::router())
             .route("/v1/blocked-senders", get(list_senders))
             .route("/v1/blocked-senders/{address}", get(get_sender))
             .route(
@@ -124,6 +131,11 @@ impl AdminApi {
             .route("/v1/audit", get(list_audit))
             .route("/v1/policy", get(policy_info))
             .route("/v1/policy/reload", post(reload_policy))
+            .route("/v1/alert-policies", get(list_alert_policies))
+            .route(
+                "/v1/alert-policies/{name}",
+                get(get_alert_policy).put(put_alert_policy),
+            )
             .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
             .with_state(state)
     }
@@ -210,9 +222,46 @@ async fn refused(
     write_sampled(state, records).await;
 }
 
+/// A failed portal sign-in, counted and audited like a request with an unknown token.
+pub(super) async fn refused_sign_in(
+    state: &Arc<AdminState>,
+    client: IpAddr,
+    path: &str,
+    status: StatusCode,
+) {
+    refused(
+        state,
+        client,
+        "anonymous",
+        RefusedKind::Unauthenticated,
+        "POST",
+        path,
+        status,
+    )
+    .await;
+}
+
+/// Whether `path` is the portal's (authenticated by session, not by bearer token).
+fn is_portal(path: &str) -> bool {
+    path == "/" || path == "/favicon.ico" || path == "/portal" || path.starts_with("/portal/")
+}
+
 /// Authenticate before anything of the request is read; bound the body's size and time;
-/// audit what is refused before an operation runs.
+/// audit what is refused before an operation runs. Portal pages authenticate by session
+/// themselves; their bodies are bounded here the same way.
 async fn guard(State(state): State<Arc<AdminState>>, request: Request, next: Next) -> Response {
+    if is_portal(request.uri().path()) {
+        let admin = state.live.config().admin.clone();
+        let (parts, body) = request.into_parts();
+        let body = Body::new(http_body_util::Limited::new(
+            tower_http::timeout::TimeoutBody::new(
+                Duration::from_secs(admin.body_timeout_secs),
+                body,
+            ),
+            admin.max_body_bytes,
+        ));
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -291,6 +340,17 @@ async fn call(
             "forbidden",
             format!(
                 "the {} role may not reload the policy (OrganizationManagement may)",
+                caller.role
+            ),
+        );
+        return finish(&state, &caller.name, action, entity_key, now, reply).await;
+    }
+    if need == Need::ManageAlerts && !may_manage_alerts(caller.role) {
+        let reply = Reply::error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "the {} role may not change alert policies (OrganizationManagement or SecurityAdministrator may)",
                 caller.role
             ),
         );
@@ -773,4 +833,112 @@ async fn reload_policy(
         }
     })
     .await
+}
+
+async fn list_alert_policies(
+    State(s): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let live = s.live.clone();
+    call(
+        s,
+        caller,
+        "list-alert-policies",
+        None,
+        Need::Read,
+        move |_, _, _| {
+            let config = live.config();
+            let policies = live.alerts().current().policies().list(&config.alerts);
+            let count = policies.len();
+            Reply::ok(json!({ "policies": policies }), format!("{count} listed"))
+        },
+    )
+    .await
+}
+
+async fn get_alert_policy(
+    State(s): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    if name.len() > MAX_ENTITY_BYTES {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "the alert policy name is too long" })),
+        )
+            .into_response();
+    }
+    let live = s.live.clone();
+    call(
+        s,
+        caller,
+        "get-alert-policy",
+        None,
+        Need::Read,
+        move |_, _, _| {
+            let config = live.config();
+            match live
+                .alerts()
+                .current()
+                .policies()
+                .get(&config.alerts, &name)
+            {
+                Some(policy) => Reply::ok(
+                    serde_json::to_value(&policy).unwrap_or(Value::Null),
+                    policy.id.clone(),
+                ),
+                None => Reply::error(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!("there is no alert policy `{name}`"),
+                ),
+            }
+        },
+    )
+    .await
+}
+
+async fn put_alert_policy(
+    State(s): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<PolicyChange>, JsonRejection>,
+) -> Response {
+    if name.len() > MAX_ENTITY_BYTES {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "the alert policy name is too long" })),
+        )
+            .into_response();
+    }
+    let change = match json_body(body) {
+        Ok(change) => change.unwrap_or_default(),
+        Err(rejection) => return rejection.into_response(),
+    };
+    let live = s.live.clone();
+    call(
+        s,
+        caller,
+        "change-alert-policy",
+        None,
+        Need::ManageAlerts,
+        move |_, _, _| change_alert_policy(&live, &name, &change),
+    )
+    .await
+}
+
+fn change_alert_policy(live: &Live, name: &str, change: &PolicyChange) -> Reply {
+    let config = live.config();
+    let policies = live.alerts().current().policies().clone();
+    if policies.get(&config.alerts, name).is_none() {
+        return Reply::error(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("there is no alert policy `{name}`"),
+        );
+    }
+    match policies.change(&config.alerts, name, change) {
+        Ok((view, detail)) => Reply::ok(serde_json::to_value(&view).unwrap_or(Value::Null), detail),
+        Err(error) => Reply::error(StatusCode::BAD_REQUEST, "invalid", format!("{error:#}")),
+    }
 }

@@ -21,8 +21,8 @@ pub const BUILT_IN_KINDS: [(&str, &str); 4] = [
 ///
 /// ```toml
 /// [alerts]
-/// recipients = ["secops@contoso.com"]   # who gets alert email, unless a rule says otherwise
-/// daily_limit = 100                      # notifications per alert kind per UTC day
+/// tenant_admins = ["secops@contoso.com"] # who gets alert email, unless a rule says otherwise
+/// daily_limit = 0                        # notifications per alert kind per UTC day (0: no limit)
 ///
 /// [alerts.rules.limit_exceeded]          # one table per alert kind, all optional
 /// enabled = false
@@ -36,16 +36,18 @@ pub const BUILT_IN_KINDS: [(&str, &str); 4] = [
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsConfig {
-    /// Who receives alert email for every kind that does not set its own `recipients`.
-    /// Empty by default: quench cannot guess an admin's address, and with no `[alerts.email]`
-    /// there is nothing to send through.
+    /// The tenant admins: who receives alert email for every kind that does not set its own
+    /// `recipients`, like EOP's TenantAdmins. Empty by default: quench cannot guess an admin's
+    /// address (with no recipient at all, `quench serve` warns at start and the alert
+    /// policies say so).
+    pub tenant_admins: Vec<String>,
+    /// The old name of `tenant_admins`, still read (set one or the other).
     pub recipients: Vec<String>,
     /// Notifications (webhook calls and emails) per alert kind per UTC day, counted by the
     /// alert's own time; past it, alerts of that kind are only logged until the next UTC day.
-    /// `0` means no limit. Default 100: every restriction is an action item and 100 is more
-    /// than a tenant sees on a bad day; past that it is an outbreak, and `quench
-    /// blocked-sender list` serves the admin better than a flooded mailbox (EOP calls this the
-    /// alert policy's "daily notification limit").
+    /// `0` means no limit, the default, as EOP's alert policies have it ("daily notification
+    /// limit: No limit"); set a number per kind (`[alerts.rules.ID] daily_limit`) or through
+    /// the alert-policy API to keep an outbreak from flooding a mailbox.
     pub daily_limit: u32,
     /// Alerts waiting for delivery, per queue (the dispatcher's and each sink's). When a queue
     /// is full, new alerts are dropped (logged and counted) rather than wait: a decision never
@@ -67,8 +69,9 @@ pub struct AlertsConfig {
 impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
+            tenant_admins: Vec::new(),
             recipients: Vec::new(),
-            daily_limit: 100,
+            daily_limit: 0,
             queue_capacity: 1024,
             rules: BTreeMap::new(),
             webhook: None,
@@ -88,7 +91,7 @@ pub struct RuleConfig {
     /// Notify at all. Default `true`, as EOP's default alert policies are on. A disabled kind
     /// is still logged (the log is the record), just never sent.
     pub enabled: bool,
-    /// Email recipients of this kind, replacing `[alerts] recipients` (an empty list sends
+    /// Email recipients of this kind, replacing `[alerts] tenant_admins` (an empty list sends
     /// this kind to the webhook only). Default: the `[alerts]` list.
     pub recipients: Option<Vec<String>>,
     /// This kind's daily notification limit (`0` = no limit). Default: `[alerts] daily_limit`.
@@ -271,6 +274,15 @@ pub struct Rule {
 }
 
 impl AlertsConfig {
+    /// The tenant admins: `tenant_admins`, or its old name `recipients`.
+    pub fn tenant_admins(&self) -> &[String] {
+        if self.tenant_admins.is_empty() {
+            &self.recipients
+        } else {
+            &self.tenant_admins
+        }
+    }
+
     /// Checks every value; an error names the offending key (`alerts.email.from: ...`).
     pub fn validate(&self) -> Result<()> {
         if self.queue_capacity == 0 || self.queue_capacity > 1_000_000 {
@@ -279,7 +291,19 @@ impl AlertsConfig {
                 self.queue_capacity
             );
         }
+        validate_recipients("alerts.tenant_admins", &self.tenant_admins)?;
         validate_recipients("alerts.recipients", &self.recipients)?;
+        if !self.tenant_admins.is_empty() && !self.recipients.is_empty() {
+            bail!(
+                "alerts.recipients: is the old name of alerts.tenant_admins; set one of them, \
+                 not both"
+            );
+        }
+        let admins_key = if self.recipients.is_empty() {
+            "alerts.tenant_admins"
+        } else {
+            "alerts.recipients"
+        };
         let mut names = BTreeSet::new();
         for (id, rule) in &self.rules {
             let key = format!("alerts.rules.{id}");
@@ -323,7 +347,7 @@ impl AlertsConfig {
         if let Some(webhook) = &self.webhook {
             webhook.validate()?;
         }
-        let anyone = !self.recipients.is_empty()
+        let anyone = !self.tenant_admins().is_empty()
             || self
                 .rules
                 .values()
@@ -333,13 +357,13 @@ impl AlertsConfig {
                 email.validate()?;
                 if !anyone {
                     bail!(
-                        "alerts.recipients: [alerts.email] is set but no alert has a recipient; \
-                         set alerts.recipients or alerts.rules.ID.recipients"
+                        "{admins_key}: [alerts.email] is set but no alert has a recipient; \
+                         set alerts.tenant_admins or alerts.rules.ID.recipients"
                     );
                 }
             }
             None if anyone => bail!(
-                "alerts.recipients: recipients are set but there is no [alerts.email] table \
+                "{admins_key}: recipients are set but there is no [alerts.email] table \
                  to send through"
             ),
             None => {}
@@ -367,7 +391,7 @@ impl AlertsConfig {
             enabled: rule.is_none_or(|r| r.enabled),
             recipients: rule
                 .and_then(|r| r.recipients.clone())
-                .unwrap_or_else(|| self.recipients.clone()),
+                .unwrap_or_else(|| self.tenant_admins().to_vec()),
             daily_limit: (limit > 0).then_some(limit),
         }
     }
@@ -514,7 +538,7 @@ mod tests {
         let rule = config.rule_for("User restricted from sending email");
         assert_eq!(rule.kind, "user_restricted");
         assert!(rule.enabled);
-        assert_eq!(rule.daily_limit, Some(100));
+        assert_eq!(rule.daily_limit, None);
     }
 
     #[test]

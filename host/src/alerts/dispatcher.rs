@@ -14,6 +14,7 @@
 use super::config::{AlertsConfig, RetryConfig};
 use super::email::EmailSink;
 use super::limit::{Admission, DailyLimiter};
+use super::policies::AlertPolicies;
 use super::sink::{self, Job, Notification, Sink, severity_name};
 use super::stats::{AlertStats, Counters, SinkCounters, bump};
 use super::webhook::WebhookSink;
@@ -35,6 +36,7 @@ pub struct AlertDispatcher {
     counters: Arc<Counters>,
     closed: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    policies: Arc<AlertPolicies>,
 }
 
 enum Command {
@@ -56,6 +58,16 @@ impl AlertDispatcher {
     /// (`enable_all`). Fails on an invalid config or a sink that cannot be built; never
     /// contacts a sink.
     pub fn start(config: &AlertsConfig, runtime: Handle) -> Result<Self> {
+        Self::start_with(config, runtime, Arc::new(AlertPolicies::in_memory()))
+    }
+
+    /// [`start`](Self::start), reading each kind's settings through `policies` (the alert
+    /// policies changed live through the admin API, shared across reloads).
+    pub fn start_with(
+        config: &AlertsConfig,
+        runtime: Handle,
+        policies: Arc<AlertPolicies>,
+    ) -> Result<Self> {
         config.validate()?;
         let counters = Arc::new(Counters::default());
         let capacity = config.queue_capacity;
@@ -84,13 +96,25 @@ impl AlertDispatcher {
             ));
         }
         let (queue, commands) = mpsc::channel(capacity);
-        tasks.push(runtime.spawn(dispatch(commands, config.clone(), sinks, counters.clone())));
+        tasks.push(runtime.spawn(dispatch(
+            commands,
+            config.clone(),
+            policies.clone(),
+            sinks,
+            counters.clone(),
+        )));
         Ok(AlertDispatcher {
             queue,
             counters,
             closed: AtomicBool::new(false),
             tasks: Mutex::new(tasks),
+            policies,
         })
+    }
+
+    /// The alert policies this dispatcher reads.
+    pub fn policies(&self) -> &Arc<AlertPolicies> {
+        &self.policies
     }
 
     /// Queues `alert` for delivery and returns at once: it never waits, never blocks and
@@ -193,13 +217,17 @@ fn spawn_sink<S: Sink>(
 async fn dispatch(
     mut commands: mpsc::Receiver<Command>,
     config: AlertsConfig,
+    policies: Arc<AlertPolicies>,
     sinks: Vec<SinkQueue>,
     counters: Arc<Counters>,
 ) {
     let mut limiter = DailyLimiter::new();
     while let Some(command) = commands.recv().await {
         match command {
-            Command::Alert(alert) => handle(&alert, &config, &sinks, &counters, &mut limiter),
+            Command::Alert(alert) => {
+                let rule = policies.rule_for(&config, &alert.name);
+                handle(&alert, rule, &sinks, &counters, &mut limiter)
+            }
             Command::Flush(done) => {
                 // Behind everything queued so far in each sink; answered when all are through.
                 let mut acks = Vec::new();
@@ -222,12 +250,11 @@ async fn dispatch(
 
 fn handle(
     alert: &Alert,
-    config: &AlertsConfig,
+    rule: super::Rule,
     sinks: &[SinkQueue],
     counters: &Counters,
     limiter: &mut DailyLimiter,
 ) {
-    let rule = config.rule_for(&alert.name);
     let notify = if !rule.enabled {
         bump(&counters.disabled);
         "no (kind disabled)"

@@ -16,6 +16,7 @@ pub mod dispatcher;
 pub mod email;
 pub mod limit;
 pub mod operational;
+pub mod policies;
 mod sink;
 pub mod stats;
 pub mod webhook;
@@ -24,5 +25,6 @@ pub use config::{
     AlertsConfig, EmailConfig, RetryConfig, Rule, RuleConfig, SmtpTls, WebhookConfig,
 };
 pub use dispatcher::AlertDispatcher;
+pub use policies::{AlertPolicies, PolicyChange, PolicyView};
 pub use sink::{Notification, entity_kind_name, severity_name};
 pub use stats::{AlertStats, SinkStats};

@@ -82,6 +82,43 @@ pub(crate) enum AuditCommand {
     },
 }
 
+/// `quench alert-policy ...`: the alert policies (status, recipients, daily notification
+/// limit), as EOP's alert policy flyout shows them.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AlertPolicyCommand {
+    /// List every alert policy.
+    List {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show one alert policy, by id (user_restricted) or name.
+    Get {
+        /// The policy's id or name.
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Change an alert policy; what is not given stays as it is.
+    Set {
+        /// The policy's id or name.
+        name: String,
+        /// Turn it on.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Turn it off (alerts of this kind are then only logged).
+        #[arg(long)]
+        disable: bool,
+        /// Replace the email recipients (comma-separated; an empty string for none).
+        #[arg(long, value_delimiter = ',')]
+        recipients: Option<Vec<String>>,
+        /// Daily notification limit: a number, or `none` for no limit.
+        #[arg(long)]
+        daily_limit: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
 /// `quench admin ...`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum AdminCommand {
@@ -242,6 +279,119 @@ pub(crate) fn run_audit(command: AuditCommand) -> Result<ExitCode> {
     })
 }
 
+pub(crate) fn run_alert_policy(command: AlertPolicyCommand) -> Result<ExitCode> {
+    fn show(p: &Value) -> String {
+        let mut table = table(&["field", "value"]);
+        let recipients = p["recipients"]
+            .as_array()
+            .map(|r| r.iter().map(text).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        for (key, value) in [
+            ("id", text(&p["id"])),
+            ("name", text(&p["name"])),
+            (
+                "status",
+                if p["enabled"] == true { "On" } else { "Off" }.to_string(),
+            ),
+            (
+                "recipients",
+                if recipients.is_empty() {
+                    "(none)".to_string()
+                } else if p["recipients_are_tenant_admins"] == true {
+                    format!("{recipients} (tenant admins)")
+                } else {
+                    recipients
+                },
+            ),
+            (
+                "daily notification limit",
+                if p["daily_limit"].is_null() {
+                    "No limit".to_string()
+                } else {
+                    text(&p["daily_limit"])
+                },
+            ),
+            ("warning", text(&p["warning"])),
+        ] {
+            table.add_row(vec![key.to_string(), value]);
+        }
+        table.to_string()
+    }
+    match command {
+        AlertPolicyCommand::List { api } => {
+            let body = request(&api, "GET", "/v1/alert-policies", None)?;
+            print_or(&api, &body, |body| {
+                let mut table = table(&["id", "name", "status", "recipients", "daily limit"]);
+                for p in body["policies"].as_array().into_iter().flatten() {
+                    table.add_row(vec![
+                        text(&p["id"]),
+                        text(&p["name"]),
+                        if p["enabled"] == true { "On" } else { "Off" }.to_string(),
+                        p["recipients"]
+                            .as_array()
+                            .map(|r| r.iter().map(text).collect::<Vec<_>>().join(", "))
+                            .filter(|r| !r.is_empty())
+                            .unwrap_or_else(|| "(none)".into()),
+                        if p["daily_limit"].is_null() {
+                            "No limit".to_string()
+                        } else {
+                            text(&p["daily_limit"])
+                        },
+                    ]);
+                }
+                table.to_string()
+            })
+        }
+        AlertPolicyCommand::Get { name, api } => {
+            let body = request(
+                &api,
+                "GET",
+                &format!("/v1/alert-policies/{}", encode(&name)),
+                None,
+            )?;
+            print_or(&api, &body, show)
+        }
+        AlertPolicyCommand::Set {
+            name,
+            enable,
+            disable,
+            recipients,
+            daily_limit,
+            api,
+        } => {
+            let mut change = serde_json::Map::new();
+            if enable || disable {
+                change.insert("enabled".into(), json!(enable));
+            }
+            if let Some(recipients) = recipients {
+                let list: Vec<String> = recipients
+                    .into_iter()
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty())
+                    .collect();
+                change.insert("recipients".into(), json!(list));
+            }
+            if let Some(limit) = daily_limit {
+                let value = if limit.eq_ignore_ascii_case("none") {
+                    Value::Null
+                } else {
+                    json!(limit.parse::<u32>().with_context(|| format!(
+                        "--daily-limit: `{limit}` is not a number or `none`"
+                    ))?)
+                };
+                change.insert("daily_limit".into(), value);
+            }
+            let body = request(
+                &api,
+                "PUT",
+                &format!("/v1/alert-policies/{}", encode(&name)),
+                Some(Value::Object(change)),
+            )?;
+            print_or(&api, &body, show)
+        }
+    }
+}
+
 pub(crate) fn run_reload(reset_state: bool, api: ApiArgs) -> Result<ExitCode> {
     let body = request(
         &api,
@@ -290,6 +440,13 @@ fn request(api: &ApiArgs, method: &str, path: &str, body: Option<Value>) -> Resu
         .into();
     let auth = api.token.as_deref().map(|t| format!("Bearer {}", t.trim()));
     let response = match (method, body) {
+        ("PUT", body) => {
+            let mut call = agent.put(&url);
+            if let Some(auth) = &auth {
+                call = call.header("Authorization", auth);
+            }
+            call.send_json(body.unwrap_or(Value::Null))
+        }
         ("POST", body) => {
             let mut call = agent.post(&url);
             if let Some(auth) = &auth {

@@ -44,6 +44,9 @@ enum Command {
     /// The audit log of admin actions and restrictions.
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// Alert policies: status, recipients, daily notification limit. Talks to the admin API.
+    #[command(subcommand)]
+    AlertPolicy(admin::AlertPolicyCommand),
     /// Admin helpers (hash a token for the config).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -97,6 +100,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::BlockedRelay(command) => admin::run_blocked(admin::Collection::Relays, command),
         Command::Audit(command) => admin::run_audit(command),
+        Command::AlertPolicy(command) => admin::run_alert_policy(command),
         Command::Admin(command) => admin::run_admin(command),
         Command::Simulate {
             config,

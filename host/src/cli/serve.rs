@@ -81,6 +81,15 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
     }
     let service = Arc::new(service);
 
+    // The alert policies changed through the admin API (data_dir/alert-policies.json) win
+    // over [alerts] for the kinds they name.
+    let policies = Arc::new(crate::alerts::AlertPolicies::load(&serve.data_dir)?);
+    if crate::alerts::policies::nobody_is_notified(&policies, &config.alerts) {
+        tracing::warn!(
+            "no alert has a recipient: alerts are only logged; set [alerts] tenant_admins \
+             (and [alerts.email]) or change the alert policies (quench alert-policy set)"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("quench")
@@ -96,8 +105,12 @@ pub(crate) fn run_serve(args: ServeArgs) -> Result<ExitCode> {
             announce("admin API", admin.local_addr()?);
         }
         let alerts = Arc::new(
-            AlertDispatcher::start(&config.alerts, tokio::runtime::Handle::current())
-                .context("starting alert delivery")?,
+            AlertDispatcher::start_with(
+                &config.alerts,
+                tokio::runtime::Handle::current(),
+                policies,
+            )
+            .context("starting alert delivery")?,
         );
         let offload_decisions = config.store.backend == StoreBackend::Redis;
         let live = Arc::new(Live::new(config, raw, alerts)?);

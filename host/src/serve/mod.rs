@@ -163,11 +163,18 @@ pub async fn run(
             metrics.clone(),
         );
         let header_live = live.clone();
+        let admin_config = live.config().admin.clone();
+        let tls = match (&admin_config.tls_cert, &admin_config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::admin::http::tls_acceptor(cert, key)?),
+            (None, None) => None,
+            _ => anyhow::bail!("admin.tls_cert and admin.tls_key go together: set both or neither"),
+        };
         let limits = HttpLimits {
-            max_connections: live.config().admin.max_connections,
+            max_connections: admin_config.max_connections,
             header_timeout: Arc::new(move || {
                 Duration::from_secs(header_live.config().admin.header_timeout_secs)
             }),
+            tls,
         };
         background.spawn(serve_http(
             "admin",
@@ -485,6 +492,7 @@ async fn serve_metrics(
         header_timeout: Arc::new(move || {
             Duration::from_secs(live.config().metrics.header_timeout_secs)
         }),
+        tls: None,
     };
     serve_http("metrics", listener, app, limits, metrics, stop).await;
 }
