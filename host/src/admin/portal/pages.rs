@@ -23,7 +23,8 @@ pub struct Frame<'a> {
 pub const KINDS: [(&str, &str, &str); 3] = [
     ("user", "Users", "User"),
     ("connector", "Connectors", "Connector"),
-    ("relay", "IP addresses (relays)", "Relay"),
+    // Relays are envelope senders of unauthenticated clients on trusted networks (not IPs).
+    ("relay", "Relayed senders", "Relayed sender"),
 ];
 
 fn head(title: &str) -> Markup {
