@@ -6,7 +6,8 @@ use crate::server::{QuenchServer, admin_call as http};
 use serde_json::Value;
 use std::process::Command;
 
-const ROLES: [&str; 6] = [
+const ROLES: [&str; 7] = [
+    "GlobalAdministrator",
     "OrganizationManagement",
     "SecurityAdministrator",
     "GlobalReader",
@@ -143,7 +144,7 @@ fn every_role_against_every_endpoint() {
         let (status, body) = http(admin, "POST", &path, Some(&token(role)), Some(reason));
         let may = matches!(
             role,
-            "OrganizationManagement" | "SecurityAdministrator" | "Support"
+            "GlobalAdministrator" | "OrganizationManagement" | "SecurityAdministrator" | "Support"
         );
         if may {
             assert_eq!(status, 200, "{role} unblocks: {body}");
@@ -209,8 +210,8 @@ fn every_role_against_every_endpoint() {
     };
     assert_eq!(
         count("unblock", "ok"),
-        5,
-        "four users (one without a reason) and the connector"
+        6,
+        "five users (one without a reason) and the connector"
     );
     assert!(records.iter().any(|r| {
         r["action"] == "unblock"
@@ -225,16 +226,16 @@ fn every_role_against_every_endpoint() {
         4,
         "three reader roles and one connector try"
     );
-    // Refused requests (16 without a valid token) are counted, and audited in bounded form:
+    // Refused requests (17 without a valid token) are counted, and audited in bounded form:
     // sampled, one record per client per minute standing for all of them.
     assert_eq!(count("unblock", "unauthenticated"), 0);
     assert!(count("refused-requests", "sampled") >= 1);
     assert_eq!(
         server.metric("quench_admin_refused_requests_total{kind=\"unauthenticated\"}"),
-        Some(16.0)
+        Some(17.0)
     );
-    assert_eq!(count("restrict", "ok"), 7, "six users and the connector");
-    assert_eq!(count("list-blocked-senders", "ok"), 7);
+    assert_eq!(count("restrict", "ok"), 8, "seven users and the connector");
+    assert_eq!(count("list-blocked-senders", "ok"), 8);
     assert!(records.iter().any(|r| {
         r["action"] == "unblock"
             && r["actor"] == "Support-admin"
@@ -409,7 +410,10 @@ fn alert_policies_for_every_role_live_audited_and_kept_across_restart() {
             Some(&token(role)),
             Some(&body),
         );
-        let allowed = matches!(*role, "OrganizationManagement" | "SecurityAdministrator");
+        let allowed = matches!(
+            *role,
+            "GlobalAdministrator" | "OrganizationManagement" | "SecurityAdministrator"
+        );
         assert_eq!(status, if allowed { 200 } else { 403 }, "{role}: {answer}");
         if allowed {
             assert_eq!(answer["daily_limit"], i + 1);
