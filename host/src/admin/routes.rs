@@ -113,21 +113,24 @@ impl AdminApi {
         let state = self.state.clone();
         Router::new()
             .merge(super::portal::router())
-            .route("/v1/blocked-senders", get(list_senders))
-            .route("/v1/blocked-senders/{address}", get(get_sender))
+            .route("/v1/blocked-senders", list_of(EntityKind::User))
+            .route("/v1/blocked-senders/{id}", get_of(EntityKind::User))
             .route(
-                "/v1/blocked-senders/{address}/unblock",
-                post(unblock_sender),
+                "/v1/blocked-senders/{id}/unblock",
+                unblock_of(EntityKind::User),
             )
-            .route("/v1/blocked-connectors", get(list_connectors))
-            .route("/v1/blocked-connectors/{id}", get(get_connector))
+            .route("/v1/blocked-connectors", list_of(EntityKind::Connector))
+            .route("/v1/blocked-connectors/{id}", get_of(EntityKind::Connector))
             .route(
                 "/v1/blocked-connectors/{id}/unblock",
-                post(unblock_connector),
+                unblock_of(EntityKind::Connector),
             )
-            .route("/v1/blocked-relays", get(list_relays))
-            .route("/v1/blocked-relays/{address}", get(get_relay))
-            .route("/v1/blocked-relays/{address}/unblock", post(unblock_relay))
+            .route("/v1/blocked-relays", list_of(EntityKind::Relay))
+            .route("/v1/blocked-relays/{id}", get_of(EntityKind::Relay))
+            .route(
+                "/v1/blocked-relays/{id}/unblock",
+                unblock_of(EntityKind::Relay),
+            )
             .route("/v1/audit", get(list_audit))
             .route("/v1/policy", get(policy_info))
             .route("/v1/policy/reload", post(reload_policy))
@@ -534,82 +537,69 @@ fn unblock(
     }
 }
 
-async fn list_senders(
-    State(s): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
-    call(
-        s,
-        caller,
-        "list-blocked-senders",
-        None,
-        Need::Read,
-        |svc, _, now| list(svc, EntityKind::User, now),
+/// What the admin API calls each entity kind's collection: the audit actions of its list and
+/// get, and how an id from a path becomes an entity (normalised like everywhere else).
+struct Collection {
+    list_action: &'static str,
+    get_action: &'static str,
+    entity: fn(&str) -> Entity,
+}
+
+fn collection(kind: EntityKind) -> Collection {
+    match kind {
+        EntityKind::User => Collection {
+            list_action: "list-blocked-senders",
+            get_action: "get-blocked-sender",
+            entity: Entity::user,
+        },
+        EntityKind::Connector => Collection {
+            list_action: "list-blocked-connectors",
+            get_action: "get-blocked-connector",
+            entity: Entity::connector,
+        },
+        EntityKind::Relay => Collection {
+            list_action: "list-blocked-relays",
+            get_action: "get-blocked-relay",
+            entity: Entity::relay,
+        },
+    }
+}
+
+/// `GET /v1/blocked-<kind>s`: every restricted entity of `kind`.
+fn list_of(kind: EntityKind) -> axum::routing::MethodRouter<Arc<AdminState>> {
+    get(
+        move |State(s): State<Arc<AdminState>>, Extension(caller): Extension<Caller>| async move {
+            let action = collection(kind).list_action;
+            call(s, caller, action, None, Need::Read, move |svc, _, now| {
+                list(svc, kind, now)
+            })
+            .await
+        },
     )
-    .await
 }
 
-async fn list_connectors(
-    State(s): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
-    call(
-        s,
-        caller,
-        "list-blocked-connectors",
-        None,
-        Need::Read,
-        |svc, _, now| list(svc, EntityKind::Connector, now),
+/// `GET /v1/blocked-<kind>s/{id}`: one entity's restriction.
+fn get_of(kind: EntityKind) -> axum::routing::MethodRouter<Arc<AdminState>> {
+    get(
+        move |State(s): State<Arc<AdminState>>,
+              Path(id): Path<String>,
+              Extension(caller): Extension<Caller>| async move {
+            let collection = collection(kind);
+            get_one(s, caller, (collection.entity)(&id), collection.get_action).await
+        },
     )
-    .await
 }
 
-async fn list_relays(
-    State(s): State<Arc<AdminState>>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
-    call(
-        s,
-        caller,
-        "list-blocked-relays",
-        None,
-        Need::Read,
-        |svc, _, now| list(svc, EntityKind::Relay, now),
+/// `POST /v1/blocked-<kind>s/{id}/unblock`.
+fn unblock_of(kind: EntityKind) -> axum::routing::MethodRouter<Arc<AdminState>> {
+    post(
+        move |State(s): State<Arc<AdminState>>,
+              Path(id): Path<String>,
+              Extension(caller): Extension<Caller>,
+              body: Result<Json<UnblockBody>, JsonRejection>| async move {
+            unblock_one(s, caller, (collection(kind).entity)(&id), body).await
+        },
     )
-    .await
-}
-
-async fn get_relay(
-    State(s): State<Arc<AdminState>>,
-    Path(address): Path<String>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
-    get_one(s, caller, Entity::relay(&address), "get-blocked-relay").await
-}
-
-async fn unblock_relay(
-    State(s): State<Arc<AdminState>>,
-    Path(address): Path<String>,
-    Extension(caller): Extension<Caller>,
-    body: Result<Json<UnblockBody>, JsonRejection>,
-) -> Response {
-    unblock_one(s, caller, Entity::relay(&address), body).await
-}
-
-async fn get_sender(
-    State(s): State<Arc<AdminState>>,
-    Path(address): Path<String>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
-    get_one(s, caller, Entity::user(&address), "get-blocked-sender").await
-}
-
-async fn get_connector(
-    State(s): State<Arc<AdminState>>,
-    Path(id): Path<String>,
-    Extension(caller): Extension<Caller>,
-) -> Response {
-    get_one(s, caller, Entity::connector(&id), "get-blocked-connector").await
 }
 
 /// Longest entity id (an address or a connector id) accepted in a path, in bytes. An email
@@ -650,24 +640,6 @@ async fn get_one(
         move |svc, _, now| describe(svc, &target, now),
     )
     .await
-}
-
-async fn unblock_sender(
-    State(s): State<Arc<AdminState>>,
-    Path(address): Path<String>,
-    Extension(caller): Extension<Caller>,
-    body: Result<Json<UnblockBody>, JsonRejection>,
-) -> Response {
-    unblock_one(s, caller, Entity::user(&address), body).await
-}
-
-async fn unblock_connector(
-    State(s): State<Arc<AdminState>>,
-    Path(id): Path<String>,
-    Extension(caller): Extension<Caller>,
-    body: Result<Json<UnblockBody>, JsonRejection>,
-) -> Response {
-    unblock_one(s, caller, Entity::connector(&id), body).await
 }
 
 /// A JSON body: `None` when there is none (no JSON content type); unreadable JSON (bad
