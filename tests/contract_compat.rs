@@ -267,8 +267,14 @@ fn a_relay_reaches_a_0_1_policy_as_a_user_and_stays_keyed_as_a_relay() {
 
 #[test]
 fn quench_policy_check_passes_a_0_1_component_and_says_so() {
+    // A generous deadline, as in tests/conformance_kit.rs: the kit's huge generated inputs in
+    // an unoptimised test build on a loaded 2-core machine must not turn into a deadline.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quench.toml");
+    std::fs::write(&config, "[sandbox]\ndeadline_ms = 1000\n").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_quench"))
-        .args(["policy", "check", "--cases", "100", "--json"])
+        .args(["policy", "check", "--cases", "100", "--json", "--config"])
+        .arg(&config)
         .arg(env!("QUENCH_TEST_GUEST_V0_1"))
         .output()
         .expect("quench runs");
@@ -291,7 +297,8 @@ fn quench_policy_check_passes_a_0_1_component_and_says_so() {
 
     // The text report names the version too.
     let output = Command::new(env!("CARGO_BIN_EXE_quench"))
-        .args(["policy", "check", "--cases", "20"])
+        .args(["policy", "check", "--cases", "20", "--config"])
+        .arg(&config)
         .arg(env!("QUENCH_TEST_GUEST_V0_1"))
         .output()
         .expect("quench runs");
