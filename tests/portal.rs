@@ -107,6 +107,16 @@ async fn sign_in(client: &Client, base: &str, token: &str) {
         .await
         .unwrap();
     click(client, "sign-in").await;
+    // Wait for the answer (the click returns before it has loaded): another page when the
+    // token was good, the sign-in page with an error when it was not.
+    let start = std::time::Instant::now();
+    while path(client).await == "/portal/sign-in" && !has(client, "error").await {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "no answer to the sign-in"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn sign_out(client: &Client) {
@@ -117,6 +127,23 @@ async fn sign_out(client: &Client) {
 
 async fn path(client: &Client) -> String {
     client.current_url().await.unwrap().path().to_string()
+}
+
+/// Wait (up to 15 s) until the browser is on `expected`: a click that submits a form returns
+/// before the next page has loaded.
+async fn wait_for_path(client: &Client, expected: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let now = path(client).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "still on {now}, expected {expected}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Open `entity`'s flyout on the Users tab.
@@ -206,7 +233,7 @@ fn sign_in_list_flyout_full_unblock_flow_and_sign_out() {
 
         // A good one signs in; the token is never in a URL.
         sign_in(&client, &base, &token("org")).await;
-        assert_eq!(path(&client).await, "/portal/restricted");
+        wait_for_path(&client, "/portal/restricted").await;
         assert!(
             !client
                 .current_url()
@@ -767,7 +794,7 @@ fn the_portal_over_tls_sets_secure_cookies() {
     runtime().block_on(async {
         let client = driver.session_insecure(1280, 860).await;
         sign_in(&client, &format!("https://{admin}"), &token("org")).await;
-        assert_eq!(path(&client).await, "/portal/restricted");
+        wait_for_path(&client, "/portal/restricted").await;
         assert!(
             text_of(&client, "restricted")
                 .await
