@@ -284,6 +284,7 @@ impl QuenchConfig {
         config.store.validate()?;
         config.validate_limits()?;
         config.ndr.validate()?;
+        config.validate_trust()?;
         Ok(config)
     }
 
@@ -330,6 +331,26 @@ pub const DESCRIPTOR_MARGIN: u64 = 64;
 impl QuenchConfig {
     /// The connection limits must be at least 1, and the timeouts too (0 would close every
     /// connection at once, or never time out, depending on the reader).
+    /// `[serve] sasl_default_domain` must be a bare domain (it is appended to bare logins, so
+    /// a stray `@` or space would make every bare login a different, malformed entity).
+    fn validate_trust(&self) -> Result<()> {
+        if let Some(domain) = &self.serve.sasl_default_domain {
+            let normal = crate::normalize::normalize_domain(domain);
+            let probe = format!("x@{normal}");
+            if normal.is_empty()
+                || normal.contains('@')
+                || !normal.contains('.')
+                || !crate::normalize::is_plausible(&probe)
+            {
+                bail!(
+                    "serve.sasl_default_domain: `{domain}` is not a domain (expected e.g. \
+                     \"contoso.com\")"
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn validate_limits(&self) -> Result<()> {
         for (key, value) in [
             ("serve.max_connections", self.serve.max_connections as u64),
@@ -471,6 +492,40 @@ pub fn check_secret_file(key: &str, file: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn trust_keys_name_themselves_when_wrong() {
+        for (text, key) in [
+            (
+                "[serve]\nsasl_default_domain = \"con toso.com\"\n",
+                "serve.sasl_default_domain",
+            ),
+            (
+                "[serve]\nsasl_default_domain = \"a@contoso.com\"\n",
+                "serve.sasl_default_domain",
+            ),
+            (
+                "[serve]\nsasl_default_domain = \"\"\n",
+                "serve.sasl_default_domain",
+            ),
+            (
+                "[serve]\ntrusted_networks = [\"10.0.0.0/33\"]\n",
+                "trusted_networks",
+            ),
+            (
+                "[serve]\ntrusted_networks = [\"not a network\"]\n",
+                "trusted_networks",
+            ),
+        ] {
+            let error = format!("{:#}", super::QuenchConfig::parse(text).unwrap_err());
+            assert!(error.contains(key), "{text}: {error}");
+        }
+        let ok = super::QuenchConfig::parse(
+            "[serve]\nsasl_default_domain = \"Contoso.COM.\"\ntrusted_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.serve.trusted_networks.len(), 2);
+    }
+
     use super::*;
 
     #[test]

@@ -343,4 +343,50 @@ mod tests {
         );
         assert!(again.get(&config, "nope").is_none());
     }
+
+    /// Concurrent changes against the sequential model: threads each own one alert kind and
+    /// change its daily limit many times, while others change a shared kind. Changes are
+    /// serialised with their save, so what is in memory, and what a fresh load reads from the
+    /// file, is each owner's last value, and for the shared kind one of the values written.
+    #[test]
+    fn concurrent_changes_end_as_the_last_write_in_memory_and_on_disk() {
+        use crate::alerts::config::BUILT_IN_KINDS;
+        const CHANGES: u32 = 25;
+        let dir = tempfile::tempdir().unwrap();
+        let config = AlertsConfig::default();
+        let policies = AlertPolicies::load(dir.path()).unwrap();
+        let (shared, owned) = BUILT_IN_KINDS.split_first().unwrap();
+        std::thread::scope(|scope| {
+            for (t, (id, _)) in owned.iter().enumerate() {
+                let (policies, config) = (&policies, &config);
+                scope.spawn(move || {
+                    for n in 1..=CHANGES {
+                        let mine = PolicyChange {
+                            daily_limit: Some(Some(n)),
+                            ..Default::default()
+                        };
+                        policies.change(config, id, &mine).unwrap();
+                        let theirs = PolicyChange {
+                            daily_limit: Some(Some(1000 + t as u32)),
+                            ..Default::default()
+                        };
+                        policies.change(config, shared.0, &theirs).unwrap();
+                    }
+                });
+            }
+        });
+        let reloaded = AlertPolicies::load(dir.path()).unwrap();
+        for which in [&policies, &reloaded] {
+            for (id, _) in owned {
+                assert_eq!(which.get(&config, id).unwrap().daily_limit, Some(CHANGES));
+            }
+            let last = which.get(&config, shared.0).unwrap().daily_limit.unwrap();
+            assert!((1000..1000 + owned.len() as u32).contains(&last), "{last}");
+        }
+        assert_eq!(
+            reloaded.get(&config, shared.0).unwrap().daily_limit,
+            policies.get(&config, shared.0).unwrap().daily_limit,
+            "the file holds what memory holds"
+        );
+    }
 }

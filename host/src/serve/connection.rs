@@ -6,6 +6,7 @@
 use super::Shared;
 use super::mapping::{self, Skip};
 use crate::bindings::Action as Verdict;
+use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use quench_postfix_policy::{Action, Request, RequestReader, write_response};
 use std::sync::Arc;
@@ -25,9 +26,10 @@ pub(super) async fn serve(
     let (read, mut write) = stream.into_split();
     let mut reader = RequestReader::with_limits(BufReader::new(read), shared.limits);
     loop {
-        // Read per request, so a reload changes them for connections already open.
+        // Read once per request (the timeouts and the trust settings the decision uses), so a
+        // reload changes them for connections already open.
+        let config = shared.live.config();
         let (idle, request_time, write_time) = {
-            let config = shared.live.config();
             let serve = &config.serve;
             (
                 Duration::from_secs(serve.idle_timeout_secs),
@@ -67,7 +69,7 @@ pub(super) async fn serve(
                 return;
             }
         };
-        let action = decide(&shared, request).await;
+        let action = decide(&shared, &config.serve, request).await;
         // A client that stops reading would block this write forever once the socket's
         // buffers are full, holding its slot past both read timeouts.
         match timeout(write_time, write_response(&mut write, &action)).await {
@@ -87,11 +89,10 @@ pub(super) async fn serve(
 
 /// Decide one request on a blocking thread (the policy call and a durable write may take
 /// a moment) and turn the verdict into a policy-protocol action.
-async fn decide(shared: &Arc<Shared>, request: Request) -> Action {
+async fn decide(shared: &Arc<Shared>, serve: &ServeConfig, request: Request) -> Action {
     let started = Instant::now();
     let policy = shared.service.policy();
-    let config = shared.live.config();
-    let submission = match mapping::submission(&request, &policy, &config.serve) {
+    let submission = match mapping::submission(&request, &policy, serve) {
         Ok(submission) => submission,
         Err(skip) => {
             Metrics::count(&shared.metrics.submissions, skip.label());
@@ -110,7 +111,6 @@ async fn decide(shared: &Arc<Shared>, request: Request) -> Action {
             return Action::dunno();
         }
     };
-    drop(config);
     Metrics::count(&shared.metrics.submissions, submission.entity.kind.name());
     // Local stores: decided on this worker thread; a decision takes microseconds, and handing
     // it to another thread cost several times the decision itself in context switches
